@@ -1,0 +1,5 @@
+"""Migrated routes: `async def` endpoints with an AsyncSession, written with `gateway.queries`.
+
+Each module has the same name, function names and schemas as its twin in
+`legacy_routes`, so the two can be diffed.
+"""

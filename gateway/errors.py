@@ -1,0 +1,126 @@
+"""One JSON shape for every error, whichever implementation raised it.
+
+    {"error": {"code": "not_found", "message": "user 7 not found", "details": {...}}}
+
+Exception tree handled here:
+
+    GatewayError                    raised by routes and the gateway itself
+    ├── NotFound          404
+    ├── Conflict          409
+    └── Unavailable       503
+    HTTPException                   FastAPI/Starlette's own (404 for unknown paths, 405, ...)
+    RequestValidationError  422     bad body, path or query: `details.fields` names each field
+    IntegrityError          409     a constraint refused a write; the message comes from
+                                    the constraint's name, never from the SQL
+    any other exception     500     logged with its traceback, answered without it
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
+
+logger = logging.getLogger("gateway.errors")
+
+
+class GatewayError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = dict(details or {})
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unavailable(GatewayError):
+    status_code = 503
+    code = "unavailable"
+
+
+def not_found(entity: str, key: object) -> NotFound:
+    return NotFound(f"{entity} {key} not found", {"entity": entity, "id": key})
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": dict(details or {})}}
+    return JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
+
+
+def constraint_name(error: IntegrityError) -> str | None:
+    """The violated constraint's name, from psycopg's diagnostics or asyncpg's exception."""
+    original = error.orig
+    diag = getattr(original, "diag", None)
+    if diag is not None:
+        return getattr(diag, "constraint_name", None)
+    cause = getattr(original, "__cause__", None)
+    return getattr(cause, "constraint_name", None)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    status = HTTPStatus(exc.status_code)
+    code = status.phrase.lower().replace(" ", "_").replace("-", "_")
+    message = exc.detail if isinstance(exc.detail, str) else status.phrase
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {"location": ".".join(str(part) for part in err["loc"]), "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    names = ", ".join(field["location"] for field in fields)
+    return error_response(422, "invalid_request", f"invalid request: {names}", {"fields": fields})
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IntegrityError)
+    name = constraint_name(exc)
+    messages: Mapping[str, str] = getattr(request.app.state, "constraint_messages", {})
+    message = messages.get(name or "", "the request conflicts with existing data")
+    return error_response(409, "conflict", message, {"constraint": name})
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error in %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,116 @@
+"""The app factory: one FastAPI app serving legacy and async routers over one database.
+
+`create_app()` builds the app; its lifespan owns every engine and pool, so
+nothing connects at import and tests can build apps with other settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+from fastapi import APIRouter, FastAPI
+
+from gateway import embedded, schema
+from gateway.database import Database, has_pgvector, open_database, warn_if_pool_starves_threads
+from gateway.errors import install_error_handlers
+from gateway.health import router as health_router
+from gateway.logs import configure_logging
+from gateway.routing import install_routes
+from gateway.settings import Settings, load_settings
+from gateway.state import GatewayState
+
+logger = logging.getLogger("gateway.app")
+
+
+def discover_routers(package: str) -> list[APIRouter]:
+    """The module-level `router` of every module in `package`, in module-name order."""
+    root = importlib.import_module(package)
+    routers = []
+    for module_info in sorted(pkgutil.iter_modules(root.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package}.{module_info.name}")
+        router = getattr(module, "router", None)
+        if isinstance(router, APIRouter):
+            routers.append(router)
+    return routers
+
+
+def default_constraint_messages() -> Mapping[str, str]:
+    from shared_models.constraints import CONSTRAINT_MESSAGES
+
+    return CONSTRAINT_MESSAGES
+
+
+async def resolve_database_url(settings: Settings, stack: AsyncExitStack) -> str:
+    """The configured URL, or the embedded server's (started, migrated and seeded here)."""
+    if settings.database_url is not None:
+        return settings.database_url
+    url = stack.enter_context(embedded.embedded_postgres(settings.data_dir))
+    await anyio.to_thread.run_sync(schema.upgrade, url)
+    if settings.seed_demo_data:
+        await anyio.to_thread.run_sync(schema.seed_if_empty, url)
+    return url
+
+
+def gateway_lifespan(settings: Settings, database: Database | None):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if database is None:
+                url = await resolve_database_url(settings, stack)
+                active = open_database(settings, url)
+            else:
+                active = database
+                url = active.sync_engine.url.render_as_string(hide_password=False)
+            stack.push_async_callback(active.dispose)
+            active.pgvector = await has_pgvector(active.async_engine)
+            anyio.to_thread.current_default_thread_limiter().total_tokens = (
+                settings.threadpool_size
+            )
+            warn_if_pool_starves_threads(settings)
+            app.state.gateway = GatewayState(settings=settings, database=active, database_url=url)
+            yield
+            del app.state.gateway
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    legacy_routers: Iterable[APIRouter] | None = None,
+    async_routers: Iterable[APIRouter] | None = None,
+    database: Database | None = None,
+    constraint_messages: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """Build the gateway app.
+
+    Routers default to those found in the `legacy_routes` and `async_routes`
+    packages. A `database` given here is used as is and not disposed (tests bind
+    its session factories to a connection they roll back). `constraint_messages`
+    turn a violated constraint's name into the message of the 409 it causes.
+    """
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="Hybrid gateway",
+        summary="Legacy sync routes and migrated async routes over one set of models",
+        lifespan=gateway_lifespan(settings, database),
+    )
+    app.state.gateway_warnings = []
+    app.state.constraint_messages = dict(
+        default_constraint_messages() if constraint_messages is None else constraint_messages
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    legacy = discover_routers("legacy_routes") if legacy_routers is None else legacy_routers
+    migrated = discover_routers("async_routes") if async_routers is None else async_routers
+    app.state.route_table = install_routes(app, legacy, migrated, settings.default_impl)
+    for warning in app.state.gateway_warnings:
+        logger.warning(warning)
+    return app
+

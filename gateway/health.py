@@ -1,0 +1,60 @@
+"""Operations endpoints: /healthz (the process answers) and /readyz (both engines reach the database)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from gateway.database import Database
+from gateway.state import gateway_state
+
+router = APIRouter(include_in_schema=False)
+
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _probe_sync(database: Database) -> None:
+    with database.sync_engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+async def _probe_async(database: Database) -> None:
+    async with database.async_engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def _probe_sync_in_own_thread(database: Database) -> None:
+    # A limiter of its own: a saturated endpoint threadpool must not delay the probe.
+    await anyio.to_thread.run_sync(_probe_sync, database, limiter=anyio.CapacityLimiter(1))
+
+
+async def _check(
+    name: str, checks: dict[str, str], probe: Callable[[Database], Awaitable[None]], db: Database
+) -> None:
+    try:
+        with anyio.fail_after(PROBE_TIMEOUT_SECONDS):
+            await probe(db)
+        checks[name] = "ok"
+    except Exception as error:  # any failure means "not ready"; the name of the error says why
+        checks[name] = f"failed: {type(error).__name__}"
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    database = gateway_state(request.app).database
+    checks: dict[str, str] = {}
+    await _check("sync_engine", checks, _probe_sync_in_own_thread, database)
+    await _check("async_engine", checks, _probe_async, database)
+    ready = all(result == "ok" for result in checks.values())
+    checks["pgvector"] = "ok" if database.pgvector else "missing: the vector extension is not installed"
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)

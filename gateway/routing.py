@@ -1,0 +1,209 @@
+"""Pairs legacy and async implementations into one public route each, and picks one per request.
+
+A route is identified by its key, `METHOD /path/template`. The legacy and the
+async router may each implement a key; when both do, they are two
+implementations of ONE route: the app matches the path once, lists it once in
+OpenAPI, and `RouteTable.choose` decides which implementation serves each
+request. Invariants:
+
+- both implementations of a key take the same parameters and declare the same
+  response model and status code (checked at start-up, see `gateway.contract`);
+- every response from an API route carries `X-Gateway-Impl: legacy|async`;
+- choosing never touches the database: the table is plain memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.contract import check_same_contract
+from gateway.sessions import (
+    bind_sessions,
+    session_kinds,
+    sync_dependencies_using_session,
+)
+
+Impl = Literal["legacy", "async"]
+IMPLS: tuple[Impl, ...] = ("legacy", "async")
+IMPL_HEADER = b"x-gateway-impl"
+SCOPE_IMPL = "gateway.impl"
+
+
+class RouteConflict(ValueError):
+    """Two routes cannot be served as one, or a router holds something the gateway cannot pair."""
+
+
+def route_key(method: str, path: str) -> str:
+    return f"{method.upper()} {path}"
+
+
+@dataclass
+class PublicRoute:
+    """One key and the ASGI app of each implementation it has."""
+
+    key: str
+    implementations: dict[Impl, ASGIApp] = field(default_factory=dict)
+    default: Impl = "legacy"
+
+    def choose(self, scope: Scope) -> Impl:
+        return self.serving
+
+    @property
+    def serving(self) -> Impl:
+        if len(self.implementations) == 1:
+            return next(iter(self.implementations))
+        return self.default
+
+
+class RouteTable:
+    """Every public route by key; the only thing a request consults to pick an implementation."""
+
+    def __init__(self, routes: Iterable[PublicRoute]) -> None:
+        self.routes = {route.key: route for route in routes}
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {"route": key, "implementations": sorted(route.implementations), "serves": route.serving}
+            for key, route in sorted(self.routes.items())
+        ]
+
+
+def tag_with_impl(app: ASGIApp, impl: Impl) -> ASGIApp:
+    """Mark the scope and every response of `app` with the implementation that served it."""
+    header = (IMPL_HEADER, impl.encode())
+
+    async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SCOPE_IMPL] = impl
+
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await app(scope, receive, send_tagged)
+
+    return tagged
+
+
+def dispatcher(route: PublicRoute) -> ASGIApp:
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        await route.implementations[route.choose(scope)](scope, receive, send)
+
+    return dispatch
+
+
+def api_routes(router: APIRouter, side: Impl) -> list[APIRoute]:
+    routes = []
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise RouteConflict(
+                f"{side} router holds {route!r}: pass every APIRouter to the gateway "
+                "directly instead of including routers into each other"
+            )
+        routes.append(route)
+    return routes
+
+
+def rebuild(route: APIRoute, app: FastAPI, side: Impl) -> APIRoute:
+    """A copy of `route` owned by `app`, whose endpoint finishes the request's sessions."""
+    where = f"{side} {route.endpoint.__module__}.{route.endpoint.__name__}"
+    kinds = session_kinds(route.dependant)
+    for dependency in sync_dependencies_using_session(route.dependant):
+        app.state.gateway_warnings.append(
+            f"{where}: sync dependency {dependency} uses the sync session in another thread "
+            "than the endpoint; its connection is held while the request waits for a thread"
+        )
+    endpoint = bind_sessions(route.endpoint, kinds, where) if kinds else route.endpoint
+    return APIRoute(
+        route.path,
+        endpoint,
+        response_model=route.response_model,
+        status_code=route.status_code,
+        tags=route.tags,
+        dependencies=route.dependencies,
+        summary=route.summary,
+        description=route.description,
+        response_description=route.response_description,
+        responses=route.responses,
+        deprecated=route.deprecated,
+        name=route.name,
+        methods=route.methods,
+        operation_id=route.operation_id,
+        response_model_include=route.response_model_include,
+        response_model_exclude=route.response_model_exclude,
+        response_model_by_alias=route.response_model_by_alias,
+        response_model_exclude_unset=route.response_model_exclude_unset,
+        response_model_exclude_defaults=route.response_model_exclude_defaults,
+        response_model_exclude_none=route.response_model_exclude_none,
+        include_in_schema=route.include_in_schema,
+        response_class=route.response_class,
+        dependency_overrides_provider=app,
+        callbacks=route.callbacks,
+        openapi_extra=route.openapi_extra,
+        generate_unique_id_function=route.generate_unique_id_function,
+    )
+
+
+def split_by_method(route: APIRoute) -> Iterable[str]:
+    for method in sorted(route.methods or ()):
+        yield route_key(method, route.path_format)
+
+
+def collect(app: FastAPI, routers: Iterable[APIRouter], side: Impl) -> dict[str, APIRoute]:
+    found: dict[str, APIRoute] = {}
+    for router in routers:
+        for route in api_routes(router, side):
+            if side == "async" and not inspect.iscoroutinefunction(route.endpoint):
+                raise RouteConflict(
+                    f"async {route.endpoint.__module__}.{route.endpoint.__name__} "
+                    "must be an `async def` endpoint"
+                )
+            rebuilt = rebuild(route, app, side)
+            for key in split_by_method(route):
+                if key in found:
+                    raise RouteConflict(f"{side} routers implement {key} twice")
+                found[key] = rebuilt
+    return found
+
+
+def install_routes(
+    app: FastAPI,
+    legacy_routers: Iterable[APIRouter],
+    async_routers: Iterable[APIRouter],
+    default: Impl,
+) -> RouteTable:
+    """Add one public route per key to `app`; return the table that picks implementations."""
+    legacy_side = collect(app, legacy_routers, "legacy")
+    async_side = collect(app, async_routers, "async")
+    public = []
+    # Declaration order, legacy first: the first route whose path matches serves a request.
+    for key in [*legacy_side, *(key for key in async_side if key not in legacy_side)]:
+        legacy, migrated = legacy_side.get(key), async_side.get(key)
+        if legacy is not None and migrated is not None:
+            check_same_contract(key, legacy, migrated)
+        route = PublicRoute(key=key, default=default)
+        if legacy is not None:
+            route.implementations["legacy"] = tag_with_impl(legacy.app, "legacy")
+        if migrated is not None:
+            route.implementations["async"] = tag_with_impl(migrated.app, "async")
+        shown = legacy if legacy is not None else migrated
+        assert shown is not None
+        app.router.routes.append(public_route(shown, key, route))
+        public.append(route)
+    return RouteTable(public)
+
+
+def public_route(shown: APIRoute, key: str, route: PublicRoute) -> APIRoute:
+    """The route the app matches and documents for `key`: `shown`'s contract, `route`'s dispatch."""
+    public = copy.copy(shown)
+    public.methods = {key.split(" ", 1)[0]}
+    public.app = dispatcher(route)
+    return public

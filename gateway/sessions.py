@@ -1,0 +1,184 @@
+"""Per-request sessions whose whole life is the endpoint call, for both worlds.
+
+`SyncDB` gives a legacy `def` endpoint a `Session` (psycopg); `AsyncDB` gives an
+`async def` endpoint an `AsyncSession` (asyncpg). The dependency only creates
+the session object; `bind_sessions` wraps the endpoint so that commit (on
+success) or rollback (on any exception) and close happen in the same call that
+ran the endpoint:
+
+- a legacy session is opened, used, finished and closed inside the one worker
+  thread that runs the endpoint, so a connection is only ever held by a running
+  thread. A `yield` dependency instead keeps the connection, idle in
+  transaction, until a second thread is free to close it; under load every
+  thread then waits for a connection that only a queued request could return,
+  and the app serves nothing.
+- an async session returns its connection when the endpoint returns, not after
+  the response has been sent, so waiting requests get it sooner.
+
+Loaded attributes do not expire on commit, so the response model can read the
+returned objects after their session is closed.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from gateway.database import Database
+from gateway.state import gateway_state
+
+logger = logging.getLogger("gateway.sessions")
+
+SESSIONS_PARAMETER = "gateway_request_sessions"
+
+
+class RequestSessions:
+    """The sessions one request opened; at most one of each kind."""
+
+    __slots__ = ("_database", "async_session", "sync_session")
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self.sync_session: Session | None = None
+        self.async_session: AsyncSession | None = None
+
+    def open_sync(self) -> Session:
+        if self.sync_session is None:
+            self.sync_session = self._database.sync_sessions()
+        return self.sync_session
+
+    def open_async(self) -> AsyncSession:
+        if self.async_session is None:
+            self.async_session = self._database.async_sessions()
+        return self.async_session
+
+    def finish_sync(self, *, commit: bool) -> None:
+        session, self.sync_session = self.sync_session, None
+        if session is None:
+            return
+        with session:  # close() rolls back whatever is still open
+            if commit:
+                session.commit()
+
+    async def finish_async(self, *, commit: bool) -> None:
+        session, self.async_session = self.async_session, None
+        if session is None:
+            return
+        async with session:
+            if commit:
+                await session.commit()
+
+
+async def request_sessions(request: Request) -> RequestSessions:
+    return RequestSessions(gateway_state(request.app).database)
+
+
+RequestSessionsDep = Annotated[RequestSessions, Depends(request_sessions)]
+
+
+async def provide_sync_session(sessions: RequestSessionsDep) -> Session:
+    return sessions.open_sync()
+
+
+async def provide_async_session(sessions: RequestSessionsDep) -> AsyncSession:
+    return sessions.open_async()
+
+
+SyncDB = Annotated[Session, Depends(provide_sync_session)]
+AsyncDB = Annotated[AsyncSession, Depends(provide_async_session)]
+
+SESSION_PROVIDERS = {provide_sync_session: "sync", provide_async_session: "async"}
+
+
+class SessionMisuse(TypeError):
+    """An endpoint asks for a session it cannot finish safely."""
+
+
+def session_kinds(dependant: Dependant) -> set[str]:
+    """Which session kinds ('sync', 'async') the endpoint's dependency tree uses."""
+    return {SESSION_PROVIDERS[call] for call in _calls(dependant) if call in SESSION_PROVIDERS}
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def sync_dependencies_using_session(dependant: Dependant) -> list[str]:
+    """Sync dependencies that use the sync session: they run in another thread than the endpoint."""
+    found = []
+    for sub in dependant.dependencies:
+        is_sync = sub.call is not None and not inspect.iscoroutinefunction(sub.call)
+        if is_sync and provide_sync_session in set(_calls(sub)):
+            found.append(getattr(sub.call, "__name__", repr(sub.call)))
+        found.extend(sync_dependencies_using_session(sub))
+    return found
+
+
+def bind_sessions(endpoint: Callable[..., Any], kinds: set[str], where: str) -> Callable[..., Any]:
+    """Wrap `endpoint` so the request's sessions are finished inside the endpoint call."""
+    is_async = inspect.iscoroutinefunction(endpoint)
+    if not is_async and "async" in kinds:
+        raise SessionMisuse(f"{where}: a `def` endpoint cannot use an AsyncSession (AsyncDB)")
+    wrapper = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
+    functools.update_wrapper(wrapper, endpoint)
+    del wrapper.__wrapped__  # FastAPI must read the signature below, not the endpoint's
+    wrapper.__signature__ = _signature_with_sessions(endpoint)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _sync_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    def run_with_session(**kwargs: Any) -> Any:
+        sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
+        try:
+            result = endpoint(**kwargs)
+        except BaseException:
+            sessions.finish_sync(commit=False)
+            raise
+        sessions.finish_sync(commit=True)
+        return result
+
+    return run_with_session
+
+
+def _async_wrapper(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def run_with_session(**kwargs: Any) -> Any:
+        sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
+        try:
+            result = await endpoint(**kwargs)
+        except BaseException:
+            await _finish_both(sessions, commit=False)
+            raise
+        await _finish_both(sessions, commit=True)
+        return result
+
+    return run_with_session
+
+
+async def _finish_both(sessions: RequestSessions, *, commit: bool) -> None:
+    try:
+        await sessions.finish_async(commit=commit)
+    finally:
+        # Only an `async def` endpoint misusing a sync Session gets here with one:
+        # finishing it blocks the loop, as every call it made already did.
+        sessions.finish_sync(commit=commit)
+
+
+def _signature_with_sessions(endpoint: Callable[..., Any]) -> inspect.Signature:
+    signature = inspect.signature(endpoint, eval_str=True)
+    extra = inspect.Parameter(
+        SESSIONS_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=RequestSessionsDep
+    )
+    parameters = list(signature.parameters.values())
+    variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
+    fixed = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    return signature.replace(parameters=[*fixed, extra, *variadic])

@@ -1,0 +1,97 @@
+"""Every setting of the gateway, read once from `GATEWAY_*` environment variables.
+
+Nothing else in the gateway reads the environment. An invalid value stops the
+start with `InvalidSettings`, whose message names the variable and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "GATEWAY_"
+ImplName = Literal["legacy", "async"]
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+PoolSize = Annotated[int, Field(ge=1, le=1000)]
+Overflow = Annotated[int, Field(ge=0, le=1000)]
+
+
+def default_data_dir() -> Path:
+    return platformdirs.user_data_path("hybrid-gateway")
+
+
+class InvalidSettings(ValueError):
+    """A `GATEWAY_*` variable holds a value the gateway cannot start with."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user:pass@host:port/db (or ?host=/socket/dir); "
+        "unset: start the embedded PostgreSQL",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="where the embedded PostgreSQL keeps its data",
+    )
+    seed_demo_data: bool = Field(
+        default=True, description="seed demo data into an empty embedded database"
+    )
+    threadpool_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=40, description="threads that run legacy `def` endpoints (anyio limiter)"
+    )
+    sync_pool_size: PoolSize = Field(default=20, description="psycopg pool: kept connections")
+    sync_max_overflow: Overflow = Field(default=20, description="psycopg pool: extra connections")
+    async_pool_size: PoolSize = Field(default=20, description="asyncpg pool: kept connections")
+    async_max_overflow: Overflow = Field(default=20, description="asyncpg pool: extra connections")
+    pool_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10.0, description="seconds to wait for a pool connection"
+    )
+    statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
+        default=30_000, description="PostgreSQL statement_timeout for both engines (0: none)"
+    )
+    default_impl: ImplName = Field(
+        default="legacy", description="implementation serving a route that has both"
+    )
+    log_level: LogLevel = Field(default="INFO", description="gateway log level")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        scheme = url.split("://", 1)[0]
+        if not scheme.startswith(("postgresql", "postgres")):
+            raise ValueError(f"must be a postgresql:// URL, got scheme {scheme!r}")
+        return url.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
+
+    @property
+    def sync_pool_capacity(self) -> int:
+        return self.sync_pool_size + self.sync_max_overflow
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; raise `InvalidSettings` naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise InvalidSettings(describe_errors(error)) from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors():
+        field = ".".join(str(part) for part in detail["loc"])
+        problems.append(f"{ENV_PREFIX}{field.upper()}: {detail['msg']}")
+    return "invalid settings: " + "; ".join(problems)

@@ -1,0 +1,32 @@
+"""What the lifespan builds and every request reads: settings and the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp
+
+from gateway.database import Database
+from gateway.settings import Settings
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    database: Database
+    database_url: str
+
+
+class GatewayNotStarted(RuntimeError):
+    """A request reached the gateway before its lifespan set up the database."""
+
+
+def gateway_state(app: ASGIApp) -> GatewayState:
+    state = getattr(getattr(app, "state", None), "gateway", None)
+    if not isinstance(state, GatewayState):
+        raise GatewayNotStarted(
+            "app.state.gateway is missing: the app was not started through its lifespan "
+            "(build it with gateway.create_app() and run it under uvicorn, or enter "
+            "app.router.lifespan_context(app) in tests)"
+        )
+    return state

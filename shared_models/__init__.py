@@ -1,0 +1,1 @@
+"""Models, schemas, migrations and demo data shared by the legacy and async implementations."""
