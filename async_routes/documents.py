@@ -59,8 +59,6 @@ async def search_documents(body: DocumentSearch, db: AsyncDB) -> list[Any]:
 
 
 @router.get("/{document_id}/similar", response_model=list[DocumentMatch])
-async def similar_documents(
-    document_id: DocumentId, db: AsyncDB, limit: Limit = 5
-) -> list[Any]:
+async def similar_documents(document_id: DocumentId, db: AsyncDB, limit: Limit = 5) -> list[Any]:
     document = await get_or_404(db, Document, document_id)
     return await nearest(db, document.embedding, limit, exclude=document.id)

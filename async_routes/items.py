@@ -16,7 +16,11 @@ router = APIRouter(prefix="/items", tags=["items"])
 
 @router.get("", response_model=Page[ItemRead])
 async def list_items(
-    db: AsyncDB, limit: Limit = 20, offset: Offset = 0, q: SearchText = None, in_stock: InStock = None
+    db: AsyncDB,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    q: SearchText = None,
+    in_stock: InStock = None,
 ) -> Page[ItemRead]:
     query = select(Item)
     if q is not None:

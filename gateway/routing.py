@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,7 +71,11 @@ class RouteTable:
 
     def describe(self) -> list[dict[str, Any]]:
         return [
-            {"route": key, "implementations": sorted(route.implementations), "serves": route.serving}
+            {
+                "route": key,
+                "implementations": sorted(route.implementations),
+                "serves": route.serving,
+            }
             for key, route in sorted(self.routes.items())
         ]
 

@@ -37,7 +37,8 @@ def is_empty(engine: Engine) -> bool:
     with engine.connect() as connection:
         if not inspect(connection).has_table("users"):
             return True
-        return connection.exec_driver_sql("SELECT NOT EXISTS (SELECT 1 FROM users)").scalar_one()
+        query = "SELECT NOT EXISTS (SELECT 1 FROM users)"
+        return bool(connection.exec_driver_sql(query).scalar_one())
 
 
 def seed_if_empty(database_url: str) -> bool:

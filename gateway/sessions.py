@@ -129,11 +129,11 @@ def bind_sessions(endpoint: Callable[..., Any], kinds: set[str], where: str) -> 
     is_async = inspect.iscoroutinefunction(endpoint)
     if not is_async and "async" in kinds:
         raise SessionMisuse(f"{where}: a `def` endpoint cannot use an AsyncSession (AsyncDB)")
-    wrapper = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
+    wrapper: Any = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
     functools.update_wrapper(wrapper, endpoint)
     del wrapper.__wrapped__  # FastAPI must read the signature below, not the endpoint's
-    wrapper.__signature__ = _signature_with_sessions(endpoint)  # type: ignore[attr-defined]
-    return wrapper
+    wrapper.__signature__ = _signature_with_sessions(endpoint)
+    return wrapper  # type: ignore[no-any-return]
 
 
 def _sync_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,7 +14,11 @@ router = APIRouter(prefix="/items", tags=["items"])
 
 @router.get("", response_model=Page[ItemRead])
 def list_items(
-    db: SyncDB, limit: Limit = 20, offset: Offset = 0, q: SearchText = None, in_stock: InStock = None
+    db: SyncDB,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    q: SearchText = None,
+    in_stock: InStock = None,
 ) -> Page[ItemRead]:
     query = db.query(Item)
     if q is not None:

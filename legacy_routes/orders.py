@@ -43,7 +43,9 @@ def create_order(body: OrderCreate, db: SyncDB) -> Order:
     order = Order(user_id=body.user_id, total=Decimal(0), lines=[])
     for item in items:
         item.stock -= wanted[item.id]
-        order.lines.append(OrderLine(item_id=item.id, quantity=wanted[item.id], unit_price=item.price))
+        order.lines.append(
+            OrderLine(item_id=item.id, quantity=wanted[item.id], unit_price=item.price)
+        )
         order.total += item.price * wanted[item.id]
     db.add(order)
     db.commit()
@@ -52,9 +54,7 @@ def create_order(body: OrderCreate, db: SyncDB) -> Order:
 
 @router.get("/orders/{order_id}", response_model=OrderRead)
 def get_order(order_id: OrderId, db: SyncDB) -> Order:
-    order = (
-        db.query(Order).options(selectinload(Order.lines)).filter(Order.id == order_id).first()
-    )
+    order = db.query(Order).options(selectinload(Order.lines)).filter(Order.id == order_id).first()
     if order is None:
         raise not_found("order", order_id)
     return order
@@ -68,6 +68,10 @@ def list_user_orders(
         raise not_found("user", user_id)
     query = db.query(Order).filter(Order.user_id == user_id)
     orders = (
-        query.options(selectinload(Order.lines)).order_by(Order.id).limit(limit).offset(offset).all()
+        query.options(selectinload(Order.lines))
+        .order_by(Order.id)
+        .limit(limit)
+        .offset(offset)
+        .all()
     )
     return Page(items=orders, total=query.count(), limit=limit, offset=offset)

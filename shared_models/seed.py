@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, inspect, insert, text
+from sqlalchemy import Connection, Engine, insert, inspect, text
 
 from shared_models.models import EMBEDDING_DIMENSIONS, Document, Item, Order, OrderLine, User
 
@@ -27,14 +27,23 @@ class DemoSize:
 
 def user_row(n: int) -> dict[str, object]:
     first, last = FIRST_NAMES[n % len(FIRST_NAMES)], LAST_NAMES[n // len(FIRST_NAMES) % 8]
-    return {"id": n, "email": f"user{n}@example.com", "name": f"{first} {last}",
-            "is_active": n % 10 != 0}
+    return {
+        "id": n,
+        "email": f"user{n}@example.com",
+        "name": f"{first} {last}",
+        "is_active": n % 10 != 0,
+    }
 
 
 def item_row(n: int) -> dict[str, object]:
     price = Decimal(100 + (n * 7919) % 9900) / 100
-    return {"id": n, "sku": f"SKU-{n:05d}", "name": f"{WORDS[n % len(WORDS)].title()} kit {n}",
-            "price": price, "stock": 10 + (n * 37) % 200}
+    return {
+        "id": n,
+        "sku": f"SKU-{n:05d}",
+        "name": f"{WORDS[n % len(WORDS)].title()} kit {n}",
+        "price": price,
+        "stock": 10 + (n * 37) % 200,
+    }
 
 
 def embedding_for(n: int) -> list[float]:
@@ -47,8 +56,12 @@ def embedding_for(n: int) -> list[float]:
 def document_row(n: int) -> dict[str, object]:
     rng = random.Random(-n)
     words = " ".join(rng.choice(WORDS) for _ in range(12))
-    return {"id": n, "title": f"Note {n}: {WORDS[n % len(WORDS)]}", "body": words,
-            "embedding": embedding_for(n)}
+    return {
+        "id": n,
+        "title": f"Note {n}: {WORDS[n % len(WORDS)]}",
+        "body": words,
+        "embedding": embedding_for(n),
+    }
 
 
 def order_rows(size: DemoSize) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
@@ -64,18 +77,27 @@ def order_rows(size: DemoSize) -> tuple[list[dict[str, object]], list[dict[str, 
             price = item_row(item_id)["price"]
             assert isinstance(price, Decimal)
             total += price * quantity
-            lines.append({"id": line_id, "order_id": n, "item_id": item_id,
-                          "quantity": quantity, "unit_price": price})
+            lines.append(
+                {
+                    "id": line_id,
+                    "order_id": n,
+                    "item_id": item_id,
+                    "quantity": quantity,
+                    "unit_price": price,
+                }
+            )
         orders.append({"id": n, "user_id": rng.randint(1, size.users), "total": total})
     return orders, lines
 
 
 def reset_sequences(connection: Connection, tables: tuple[str, ...]) -> None:
     for table in tables:
-        connection.execute(text(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
-        ))
+        connection.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+            )
+        )
 
 
 def present_tables(connection: Connection) -> tuple[str, ...]:
