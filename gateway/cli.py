@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -42,6 +44,19 @@ def database_url(settings: Settings) -> Iterator[str]:
         yield url
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so an embedded server is stopped on the way out.
+
+    uvicorn re-raises the signal that stopped it once it has shut down; without
+    a handler the process would die there, before any cleanup runs.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -52,6 +67,7 @@ def serve(
     import uvicorn
 
     settings = settings_or_exit()
+    exit_on_sigterm()
     with database_url(settings) as url:
         if settings.database_url is None and settings.seed_demo_data:
             schema.seed_if_empty(url)

