@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from gateway import AsyncDB, Unavailable
+from gateway.database import probe_pgvector
 from gateway.queries import create, get_or_404
 from gateway.state import gateway_state
 from shared_models.models import Document
@@ -20,7 +21,10 @@ from shared_models.schemas import DocumentCreate, DocumentMatch, DocumentRead, D
 
 
 async def require_pgvector(request: Request) -> None:
-    if not gateway_state(request.app).database.pgvector:
+    available = await probe_pgvector(gateway_state(request.app).database)
+    if available is None:
+        raise Unavailable("the database does not answer", {"retry": True})
+    if not available:
         raise Unavailable(
             "document search needs the PostgreSQL extension 'vector' (pgvector), "
             "which is not installed in this database",

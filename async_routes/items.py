@@ -24,7 +24,7 @@ async def list_items(
 ) -> Page[ItemRead]:
     query = select(Item)
     if q is not None:
-        query = query.where(Item.name.icontains(q))
+        query = query.where(Item.text_matches(q))
     if in_stock is not None:
         query = query.where(Item.stock > 0 if in_stock else Item.stock == 0)
     items, total = await list_page(db, query.order_by(Item.id), limit=limit, offset=offset)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from gateway import AsyncDB, not_found
 from gateway.queries import create, delete_where, get_or_404, list_page, update_where
@@ -20,7 +20,7 @@ async def list_users(
 ) -> Page[UserRead]:
     query = select(User)
     if q is not None:
-        query = query.where(or_(User.name.icontains(q), User.email.icontains(q)))
+        query = query.where(User.text_matches(q))
     if active is not None:
         query = query.where(User.is_active == active)
     users, total = await list_page(db, query.order_by(User.id), limit=limit, offset=offset)

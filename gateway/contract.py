@@ -47,7 +47,17 @@ def parameters(dependant: Dependant) -> dict[str, tuple[Any, ...]]:
 
 
 def promised_response(route: APIRoute) -> dict[str, Any]:
-    return {"response model": route.response_model, "status code": route.status_code}
+    return {
+        "response model": route.response_model,
+        "status code": route.status_code,
+        "response class": route.response_class,
+        "response model include": route.response_model_include,
+        "response model exclude": route.response_model_exclude,
+        "response model by alias": route.response_model_by_alias,
+        "response model exclude unset": route.response_model_exclude_unset,
+        "response model exclude defaults": route.response_model_exclude_defaults,
+        "response model exclude none": route.response_model_exclude_none,
+    }
 
 
 def differences(legacy: APIRoute, migrated: APIRoute) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -85,7 +86,7 @@ class Database:
     async_engine: AsyncEngine
     sync_sessions: sessionmaker[Session]
     async_sessions: async_sessionmaker[AsyncSession]
-    pgvector: bool = False
+    pgvector: bool | None = None  # None until the database has answered
     owns_engines: bool = field(default=True)
 
     async def dispose(self) -> None:
@@ -110,6 +111,17 @@ async def has_pgvector(engine: AsyncEngine) -> bool:
     async with engine.connect() as connection:
         query = text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
         return (await connection.scalar(query)) is not None
+
+
+async def probe_pgvector(database: Database) -> bool | None:
+    """Learn whether pgvector is there; leave it unknown (None) while the database is down."""
+    if database.pgvector is None:
+        try:
+            database.pgvector = await has_pgvector(database.async_engine)
+        except (OSError, SQLAlchemyError) as error:
+            url = database.async_engine.url.render_as_string(hide_password=True)
+            logger.warning("database at %s does not answer yet: %s", url, type(error).__name__)
+    return database.pgvector
 
 
 def warn_if_pool_starves_threads(settings: Settings) -> None:

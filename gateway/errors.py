@@ -113,9 +113,13 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "conflict", message, {"constraint": name})
 
 
+def internal_error() -> JSONResponse:
+    return error_response(500, "internal_error", "internal server error")
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error in %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
+    return internal_error()
 
 
 def install_error_handlers(app: FastAPI) -> None:

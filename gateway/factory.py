@@ -16,7 +16,7 @@ import anyio
 from fastapi import APIRouter, FastAPI
 
 from gateway import embedded, schema
-from gateway.database import Database, has_pgvector, open_database, warn_if_pool_starves_threads
+from gateway.database import Database, open_database, probe_pgvector, warn_if_pool_starves_threads
 from gateway.errors import install_error_handlers
 from gateway.health import router as health_router
 from gateway.logs import configure_logging
@@ -67,7 +67,7 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
                 active = database
                 url = active.sync_engine.url.render_as_string(hide_password=False)
             stack.push_async_callback(active.dispose)
-            active.pgvector = await has_pgvector(active.async_engine)
+            await probe_pgvector(active)
             anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
             warn_if_pool_starves_threads(settings)
             app.state.gateway = GatewayState(settings=settings, database=active, database_url=url)

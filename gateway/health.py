@@ -9,12 +9,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from gateway.database import Database
+from gateway.database import Database, probe_pgvector
 from gateway.state import gateway_state
 
 router = APIRouter(include_in_schema=False)
 
 PROBE_TIMEOUT_SECONDS = 5.0
+PGVECTOR_STATES = {
+    True: "ok",
+    False: "missing: the vector extension is not installed",
+    None: "unknown: the database does not answer",
+}
 
 
 @router.get("/healthz")
@@ -55,8 +60,6 @@ async def readyz(request: Request) -> JSONResponse:
     await _check("sync_engine", checks, _probe_sync_in_own_thread, database)
     await _check("async_engine", checks, _probe_async, database)
     ready = all(result == "ok" for result in checks.values())
-    checks["pgvector"] = (
-        "ok" if database.pgvector else "missing: the vector extension is not installed"
-    )
+    checks["pgvector"] = PGVECTOR_STATES[await probe_pgvector(database)]
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)

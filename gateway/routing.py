@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.contract import check_same_contract
+from gateway.errors import internal_error
 from gateway.sessions import (
     bind_sessions,
     session_kinds,
@@ -34,6 +36,7 @@ from gateway.sessions import (
 Impl = Literal["legacy", "async"]
 IMPLS: tuple[Impl, ...] = ("legacy", "async")
 IMPL_HEADER = b"x-gateway-impl"
+logger = logging.getLogger("gateway.routing")
 SCOPE_IMPL = "gateway.impl"
 
 
@@ -81,18 +84,31 @@ class RouteTable:
 
 
 def tag_with_impl(app: ASGIApp, impl: Impl) -> ASGIApp:
-    """Mark the scope and every response of `app` with the implementation that served it."""
+    """Mark the scope and every response of `app` with the implementation that served it.
+
+    An exception no handler took becomes the uniform 500 here, inside the
+    implementation, so that response is tagged too.
+    """
     header = (IMPL_HEADER, impl.encode())
 
     async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
         scope[SCOPE_IMPL] = impl
+        started = False
 
         async def send_tagged(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        await app(scope, receive, send_tagged)
+        try:
+            await app(scope, receive, send_tagged)
+        except Exception:
+            if started:
+                raise
+            logger.exception("unhandled error in %s (%s)", scope.get("path"), impl)
+            await internal_error()(scope, receive, send_tagged)
 
     return tagged
 

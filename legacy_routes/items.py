@@ -22,7 +22,7 @@ def list_items(
 ) -> Page[ItemRead]:
     query = db.query(Item)
     if q is not None:
-        query = query.filter(Item.name.icontains(q))
+        query = query.filter(Item.text_matches(q))
     if in_stock is not None:
         query = query.filter(Item.stock > 0 if in_stock else Item.stock == 0)
     items = query.order_by(Item.id).limit(limit).offset(offset).all()

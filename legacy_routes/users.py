@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import or_
 
 from gateway import SyncDB, not_found
 from shared_models.models import User
@@ -19,7 +18,7 @@ def list_users(
 ) -> Page[UserRead]:
     query = db.query(User)
     if q is not None:
-        query = query.filter(or_(User.name.icontains(q), User.email.icontains(q)))
+        query = query.filter(User.text_matches(q))
     if active is not None:
         query = query.filter(User.is_active == active)
     users = query.order_by(User.id).limit(limit).offset(offset).all()

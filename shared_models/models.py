@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import CheckConstraint, ColumnElement, ForeignKey, Index, Numeric, String, Text, or_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared_models.base import Base, Timestamped
@@ -28,6 +28,13 @@ class User(Timestamped, Base):
 
     orders: Mapped[list[Order]] = relationship(back_populates="user", lazy="raise")
 
+    @classmethod
+    def text_matches(cls, text: str) -> ColumnElement[bool]:
+        """Name or email contains `text`, ignoring case; % and _ match themselves."""
+        return or_(
+            cls.name.icontains(text, autoescape=True), cls.email.icontains(text, autoescape=True)
+        )
+
 
 class Item(Timestamped, Base):
     __tablename__ = "items"
@@ -41,6 +48,11 @@ class Item(Timestamped, Base):
     name: Mapped[str] = mapped_column(String(200))
     price: Mapped[Decimal] = mapped_column(Money)
     stock: Mapped[int]
+
+    @classmethod
+    def text_matches(cls, text: str) -> ColumnElement[bool]:
+        """Name contains `text`, ignoring case; % and _ match themselves."""
+        return cls.name.icontains(text, autoescape=True)
 
 
 class Order(Timestamped, Base):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shared_models.models import EMBEDDING_DIMENSIONS
 
 T = TypeVar("T")
+CENTS = Decimal("0.01")
 
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
@@ -42,6 +43,13 @@ class UserUpdate(BaseModel):
     name: Name | None = None
     is_active: bool | None = None
 
+    @field_validator("email", "name", "is_active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be left out, but not set to null")
+        return value
+
     @model_validator(mode="after")
     def _something_to_change(self) -> UserUpdate:
         if not self.model_fields_set:
@@ -65,6 +73,11 @@ class ItemCreate(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     price: Price
     stock: Annotated[int, Field(ge=0, le=1_000_000)]
+
+    @field_validator("price")
+    @classmethod
+    def _as_stored(cls, price: Decimal) -> Decimal:
+        return price.quantize(CENTS)
 
 
 class ItemRead(ReadModel):
