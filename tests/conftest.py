@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -205,7 +206,7 @@ class ApiClient:
         self.sync_connection = sync_connection
         self.async_connection = async_connection
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.http, name)
 
     def scalar(self, query: str, **params: object) -> object:
