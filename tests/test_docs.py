@@ -1,4 +1,4 @@
-"""The README documents what the code does: every setting, and every route with its implementations."""
+"""The README documents what the code does: every setting, every route and its implementations."""
 
 from __future__ import annotations
 
