@@ -1,0 +1,164 @@
+"""Real processes for tests: free ports, explicit environments, readiness deadlines, stop by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil  # type: ignore[import-untyped]
+
+LOCALHOST = "127.0.0.1"
+GATEWAY_ENV_PREFIX = "GATEWAY_"
+STOP_GRACE_SECONDS = 15.0
+POLL_SECONDS = 0.1
+
+
+class ProcessFailed(RuntimeError):
+    """A started process exited, or missed its deadline, before it was ready."""
+
+
+@dataclass(frozen=True)
+class Stopped:
+    returncode: int
+    killed: bool
+
+
+@dataclass
+class RunningProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOCALHOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def child_env(values: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without any `GATEWAY_*` variable, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIX)}
+    env.update(values)
+    return env
+
+
+def gateway_command(*arguments: str) -> list[str]:
+    """The `gateway` console script, run by this interpreter (works in any virtualenv)."""
+    return [sys.executable, "-c", "from gateway.cli import main; main()", *arguments]
+
+
+def start_process(
+    command: Sequence[str], env: Mapping[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], grace_seconds: float = STOP_GRACE_SECONDS
+) -> Stopped:
+    """SIGTERM the process by PID; SIGKILL it if it is still running after `grace_seconds`."""
+    if process.poll() is not None:
+        return Stopped(process.returncode, killed=False)
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        return Stopped(process.wait(grace_seconds), killed=False)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        return Stopped(process.wait(), killed=True)
+
+
+def wait_until_ok(running: RunningProcess, path: str, deadline_seconds: float) -> httpx.Response:
+    """Poll `path` until it answers 200; fail when the process exits or the deadline passes."""
+    deadline = time.monotonic() + deadline_seconds
+    last = "no answer"
+    with httpx.Client(base_url=running.base_url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if running.process.poll() is not None:
+                raise ProcessFailed(
+                    f"exited with {running.process.returncode} before {path} answered 200:\n"
+                    + running.log()
+                )
+            try:
+                response = client.get(path)
+            except httpx.TransportError as error:
+                last = repr(error)
+            else:
+                if response.status_code == 200:
+                    return response
+                last = f"{response.status_code} {response.text}"
+            time.sleep(POLL_SECONDS)
+    raise ProcessFailed(
+        f"{path} not 200 within {deadline_seconds} s (last: {last}):\n" + running.log()
+    )
+
+
+@contextmanager
+def running_server(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    *,
+    ready_path: str = "/readyz",
+    deadline_seconds: float = 30.0,
+) -> Iterator[RunningProcess]:
+    """Start `command`, wait for `ready_path`, and always stop the process afterwards."""
+    process = start_process(command, env, log_path)
+    running = RunningProcess(process, port, log_path)
+    try:
+        wait_until_ok(running, ready_path, deadline_seconds)
+        yield running
+    finally:
+        stop_process(process)
+
+
+def postgres_processes_using(data_dir: Path) -> list[psutil.Process]:
+    """Running `postgres` processes whose command line mentions `data_dir`."""
+    found = []
+    for process in psutil.process_iter(attrs=["name", "cmdline"]):
+        command_line = " ".join(process.info["cmdline"] or ())
+        if process.info["name"] == "postgres" and str(data_dir) in command_line:
+            found.append(process)
+    return found
+
+
+def wait_for_no_postgres(data_dir: Path, deadline_seconds: float) -> list[psutil.Process]:
+    """Wait until no postgres uses `data_dir`; return those still running at the deadline."""
+    deadline = time.monotonic() + deadline_seconds
+    remaining = postgres_processes_using(data_dir)
+    while remaining and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        remaining = postgres_processes_using(data_dir)
+    return remaining
+
+
+def stop_postgres_using(data_dir: Path, grace_seconds: float = 5.0) -> None:
+    """Stop, by PID, any postgres process still using `data_dir` (SIGTERM, then SIGKILL)."""
+    processes = postgres_processes_using(data_dir)
+    for process in processes:
+        process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=grace_seconds)
+    for process in alive:
+        process.kill()
