@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
+import httpx
 import typer
 
 from gateway import schema
 from gateway.embedded import embedded_postgres
 from gateway.logs import configure_logging
+from gateway.modes import RouteMode
+from gateway.route_table import RouteTable
 from gateway.settings import ENV_PREFIX, InvalidSettings, Settings, load_settings
 
 app = typer.Typer(
@@ -120,6 +126,129 @@ def seed(
         finally:
             engine.dispose()
     typer.echo("seeded " + ", ".join(f"{n} {table}" for table, n in counts.items()))
+
+
+routes_app = typer.Typer(help="Route modes: list them, or move a route.", no_args_is_help=True)
+app.add_typer(routes_app, name="routes")
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(help="a running gateway's base URL; without it, talk to the database directly"),
+]
+
+
+def admin_client(url: str) -> httpx.Client:
+    token = os.environ.get("GATEWAY_ADMIN_TOKEN", "")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=10)
+
+
+def fail_with(response: httpx.Response) -> NoReturn:
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    typer.secho(f"{response.status_code}: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def offline_table(settings: Settings, url: str) -> Iterator[RouteTable]:
+    """The configured app's route table on its database, to work without a running gateway."""
+    from gateway.database import create_async_engine_for
+    from gateway.factory import create_app
+
+    app = create_app(settings.model_copy(update={"database_url": url}))
+    table: RouteTable = app.state.route_table
+    table.engine = create_async_engine_for(settings, url)
+    yield table
+
+
+def print_routes(rows: list[dict[str, Any]]) -> None:
+    typer.echo(f"{'route':<40} {'impls':<13} {'mode':<7} {'percent':>7}  primary  changed by")
+    for row in rows:
+        impls = "+".join(row["implementations"])
+        typer.echo(
+            f"{row['route']:<40} {impls:<13} {row['mode']:<7} {row['percent']:>7}  "
+            f"{row['primary']:<8} {row.get('changed_by') or '-'}"
+        )
+
+
+@routes_app.command("list")
+def list_routes(url: UrlOption = None) -> None:
+    """Every route, its implementations and its mode."""
+    if url is not None:
+        with admin_client(url) as client:
+            response = client.get("/admin/routes")
+        if response.status_code != 200:
+            fail_with(response)
+        print_routes(response.json())
+        return
+    settings = settings_or_exit()
+    with database_url(settings) as db_url, offline_table(settings, db_url) as table:
+        assert table.engine is not None
+        asyncio.run(_reload_and_dispose(table))
+        print_routes(table.describe())
+
+
+async def _reload_and_dispose(table: RouteTable) -> None:
+    assert table.engine is not None
+    try:
+        await table.reload()
+    finally:
+        await table.engine.dispose()
+
+
+async def _change_and_dispose(table: RouteTable, key: str, wanted: RouteMode, reason: str) -> None:
+    assert table.engine is not None
+    try:
+        await table.change(key, wanted, actor=f"cli:{getpass.getuser()}", reason=reason)
+    finally:
+        await table.engine.dispose()
+
+
+@routes_app.command("set")
+def set_route(
+    key: Annotated[str, typer.Argument(help='route key, e.g. "GET /users/{user_id}"')],
+    mode: Annotated[str, typer.Argument(help="legacy, async, canary or shadow")],
+    percent: Annotated[int, typer.Option(min=0, max=100, help="canary share to async")] = 0,
+    primary: Annotated[str, typer.Option(help="shadow: legacy or async answers")] = "legacy",
+    reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "",
+    url: UrlOption = None,
+) -> None:
+    """Move one route to another mode, on every instance."""
+    body = {"mode": mode, "percent": percent, "primary": primary, "reason": reason}
+    if url is not None:
+        with admin_client(url) as client:
+            response = client.put(f"/admin/routes/{quote(key, safe='')}", json=body)
+        if response.status_code != 200:
+            fail_with(response)
+        typer.echo(f"{key}: {mode}")
+        return
+    from gateway.admin import ModeChange
+    from gateway.errors import GatewayError
+
+    try:
+        change = ModeChange.model_validate(body)
+    except ValueError as error:
+        typer.secho(str(error), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    settings = settings_or_exit()
+    with database_url(settings) as db_url, offline_table(settings, db_url) as table:
+        if key not in table.routes:
+            typer.secho(f"no route {key!r}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        wanted = RouteMode(
+            mode=change.mode,
+            percent=change.percent if change.mode == "canary" else 0,
+            primary=change.primary if change.mode == "shadow" else "legacy",
+        )
+        try:
+            asyncio.run(_change_and_dispose(table, key, wanted, reason))
+        except GatewayError as error:
+            typer.secho(f"{error.status_code}: {error.message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"{key}: {mode}")
 
 
 def main() -> None:

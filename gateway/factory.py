@@ -16,11 +16,14 @@ import anyio
 from fastapi import APIRouter, FastAPI
 
 from gateway import embedded, schema
+from gateway.admin import router as admin_router
 from gateway.database import Database, open_database, probe_pgvector, warn_if_pool_starves_threads
 from gateway.errors import install_error_handlers
 from gateway.health import router as health_router
 from gateway.logs import configure_logging
-from gateway.routing import install_routes
+from gateway.route_sync import keep_in_sync, reload_quietly
+from gateway.route_table import RouteTable
+from gateway.routing import mount_routes, pair_routes
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
 
@@ -71,7 +74,15 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
             anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
             warn_if_pool_starves_threads(settings)
             app.state.gateway = GatewayState(settings=settings, database=active, database_url=url)
-            yield
+            table: RouteTable = app.state.route_table
+            async with anyio.create_task_group() as background:
+                table.attach(active.async_engine, background)
+                await reload_quietly(table)
+                background.start_soon(
+                    keep_in_sync, table, active.async_engine, settings.route_reload_seconds
+                )
+                yield
+                background.cancel_scope.cancel()
             del app.state.gateway
 
     return lifespan
@@ -105,9 +116,13 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(admin_router)
     legacy = discover_routers("legacy_routes") if legacy_routers is None else legacy_routers
     migrated = discover_routers("async_routes") if async_routers is None else async_routers
-    app.state.route_table = install_routes(app, legacy, migrated, settings.default_impl)
+    paired = pair_routes(app, legacy, migrated)
+    table = RouteTable([route for route, _ in paired], settings)
+    mount_routes(app, paired, table.dispatcher)
+    app.state.route_table = table
     for warning in app.state.gateway_warnings:
         logger.warning(warning)
     return app

@@ -1,15 +1,15 @@
-"""Pairs legacy and async implementations into one public route each, and picks one per request.
+"""Pairs legacy and async implementations into one public route per key.
 
 A route is identified by its key, `METHOD /path/template`. The legacy and the
 async router may each implement a key; when both do, they are two
-implementations of ONE route: the app matches the path once, lists it once in
-OpenAPI, and `RouteTable.choose` decides which implementation serves each
-request. Invariants:
+implementations of ONE route: the app matches the path once and lists it once
+in OpenAPI. Invariants:
 
 - both implementations of a key take the same parameters and declare the same
   response model and status code (checked at start-up, see `gateway.contract`);
-- every response from an API route carries `X-Gateway-Impl: legacy|async`;
-- choosing never touches the database: the table is plain memory.
+- every response from an API route carries `X-Gateway-Impl: legacy|async`.
+
+Which implementation serves a request is `gateway.route_table`'s business.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -34,7 +34,6 @@ from gateway.sessions import (
 )
 
 Impl = Literal["legacy", "async"]
-IMPLS: tuple[Impl, ...] = ("legacy", "async")
 IMPL_HEADER = b"x-gateway-impl"
 logger = logging.getLogger("gateway.routing")
 SCOPE_IMPL = "gateway.impl"
@@ -54,33 +53,6 @@ class PublicRoute:
 
     key: str
     implementations: dict[Impl, ASGIApp] = field(default_factory=dict)
-    default: Impl = "legacy"
-
-    def choose(self, scope: Scope) -> Impl:
-        return self.serving
-
-    @property
-    def serving(self) -> Impl:
-        if len(self.implementations) == 1:
-            return next(iter(self.implementations))
-        return self.default
-
-
-class RouteTable:
-    """Every public route by key; the only thing a request consults to pick an implementation."""
-
-    def __init__(self, routes: Iterable[PublicRoute]) -> None:
-        self.routes = {route.key: route for route in routes}
-
-    def describe(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "route": key,
-                "implementations": sorted(route.implementations),
-                "serves": route.serving,
-            }
-            for key, route in sorted(self.routes.items())
-        ]
 
 
 def tag_with_impl(app: ASGIApp, impl: Impl) -> ASGIApp:
@@ -111,13 +83,6 @@ def tag_with_impl(app: ASGIApp, impl: Impl) -> ASGIApp:
             await internal_error()(scope, receive, send_tagged)
 
     return tagged
-
-
-def dispatcher(route: PublicRoute) -> ASGIApp:
-    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        await route.implementations[route.choose(scope)](scope, receive, send)
-
-    return dispatch
 
 
 def api_routes(router: APIRouter, side: Impl) -> list[APIRoute]:
@@ -194,36 +159,43 @@ def collect(app: FastAPI, routers: Iterable[APIRouter], side: Impl) -> dict[str,
     return found
 
 
-def install_routes(
-    app: FastAPI,
-    legacy_routers: Iterable[APIRouter],
-    async_routers: Iterable[APIRouter],
-    default: Impl,
-) -> RouteTable:
-    """Add one public route per key to `app`; return the table that picks implementations."""
+Pairing = list[tuple[PublicRoute, APIRoute]]
+
+
+def pair_routes(
+    app: FastAPI, legacy_routers: Iterable[APIRouter], async_routers: Iterable[APIRouter]
+) -> Pairing:
+    """One PublicRoute per key, with the APIRoute whose contract the app documents for it."""
     legacy_side = collect(app, legacy_routers, "legacy")
     async_side = collect(app, async_routers, "async")
-    public = []
+    paired = []
     # Declaration order, legacy first: the first route whose path matches serves a request.
     for key in [*legacy_side, *(key for key in async_side if key not in legacy_side)]:
         legacy, migrated = legacy_side.get(key), async_side.get(key)
         if legacy is not None and migrated is not None:
             check_same_contract(key, legacy, migrated)
-        route = PublicRoute(key=key, default=default)
+        route = PublicRoute(key=key)
         if legacy is not None:
             route.implementations["legacy"] = tag_with_impl(legacy.app, "legacy")
         if migrated is not None:
             route.implementations["async"] = tag_with_impl(migrated.app, "async")
         shown = legacy if legacy is not None else migrated
         assert shown is not None
-        app.router.routes.append(public_route(shown, key, route))
-        public.append(route)
-    return RouteTable(public)
+        paired.append((route, shown))
+    return paired
 
 
-def public_route(shown: APIRoute, key: str, route: PublicRoute) -> APIRoute:
-    """The route the app matches and documents for `key`: `shown`'s contract, `route`'s dispatch."""
+def mount_routes(
+    app: FastAPI, paired: Pairing, dispatcher: Callable[[PublicRoute], ASGIApp]
+) -> None:
+    """Add one route per key to `app`, matched and documented once, dispatched by `dispatcher`."""
+    for route, shown in paired:
+        app.router.routes.append(public_route(shown, route.key, dispatcher(route)))
+
+
+def public_route(shown: APIRoute, key: str, dispatch: ASGIApp) -> APIRoute:
+    """The route the app matches and documents for `key`, with `shown`'s contract."""
     public = copy.copy(shown)
     public.methods = {key.split(" ", 1)[0]}
-    public.app = dispatcher(route)
+    public.app = dispatch
     return public

@@ -38,15 +38,17 @@ from gateway.state import gateway_state
 logger = logging.getLogger("gateway.sessions")
 
 SESSIONS_PARAMETER = "gateway_request_sessions"
+SCOPE_SHADOW = "gateway.shadow"  # set on a shadow run's scope: its sessions never commit
 
 
 class RequestSessions:
     """The sessions one request opened; at most one of each kind."""
 
-    __slots__ = ("_database", "async_session", "sync_session")
+    __slots__ = ("_database", "async_session", "read_only", "sync_session")
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
+        self.read_only = read_only
         self.sync_session: Session | None = None
         self.async_session: AsyncSession | None = None
 
@@ -65,7 +67,7 @@ class RequestSessions:
         if session is None:
             return
         with session:  # close() rolls back whatever is still open
-            if commit:
+            if commit and not self.read_only:
                 session.commit()
 
     async def finish_async(self, *, commit: bool) -> None:
@@ -73,12 +75,13 @@ class RequestSessions:
         if session is None:
             return
         async with session:
-            if commit:
+            if commit and not self.read_only:
                 await session.commit()
 
 
 async def request_sessions(request: Request) -> RequestSessions:
-    return RequestSessions(gateway_state(request.app).database)
+    read_only = bool(request.scope.get(SCOPE_SHADOW, False))
+    return RequestSessions(gateway_state(request.app).database, read_only=read_only)
 
 
 RequestSessionsDep = Annotated[RequestSessions, Depends(request_sessions)]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "GATEWAY_"
@@ -56,8 +56,42 @@ class Settings(BaseSettings):
     statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         default=30_000, description="PostgreSQL statement_timeout for both engines (0: none)"
     )
-    default_impl: ImplName = Field(
-        default="legacy", description="implementation serving a route that has both"
+    default_mode: ImplName = Field(
+        default="legacy",
+        description="mode of a route that has both implementations and no mode set",
+    )
+    sticky_header: str = Field(
+        default="X-Gateway-Sticky-Key", min_length=1, description="canary bucketing key header"
+    )
+    admin_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description='admin API bearer tokens, JSON {"name": "token"}'
+    )
+    route_reload_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0, description="full reload of route modes, besides LISTEN/NOTIFY"
+    )
+    shadow_max_concurrent: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=16, description="shadow runs at once; more are dropped"
+    )
+    shadow_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=5.0, description="seconds a shadow run may take"
+    )
+    shadow_mismatches_kept: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=20, description="mismatches kept per route"
+    )
+    shadow_ignore_fields: dict[str, list[str]] = Field(
+        default_factory=dict, description='JSON {"GET /users": ["created_at"]}'
+    )
+    rollback_window_seconds: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=60.0, description="canary comparison window"
+    )
+    rollback_min_requests: Annotated[int, Field(ge=1)] = Field(
+        default=50, description="requests per implementation before the canary is judged"
+    )
+    rollback_error_margin: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.05, description="async 5xx rate above legacy's that triggers a rollback"
+    )
+    rollback_latency_ratio: Annotated[float, Field(gt=1)] = Field(
+        default=2.0, description="async p95 / legacy p95 that triggers a rollback"
     )
     log_level: LogLevel = Field(default="INFO", description="gateway log level")
 

@@ -176,7 +176,7 @@ async def rolled_back_api(
                     owns_engines=False,
                 )
                 app = create_app(
-                    test_settings(database_url, default_impl=impl),
+                    test_settings(database_url, default_mode=impl),
                     legacy_routers=legacy_routers,
                     async_routers=async_routers,
                     database=database,

@@ -223,7 +223,7 @@ async def test_without_pgvector_documents_answer_503_and_the_rest_works(
     database_without_documents: str, impl: str
 ) -> None:
     settings = Settings(
-        database_url=database_without_documents, log_level="WARNING", default_impl=impl
+        database_url=database_without_documents, log_level="WARNING", default_mode=impl
     )
     app = create_app(settings)
     async with serving(app) as client:

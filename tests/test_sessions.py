@@ -217,7 +217,8 @@ async def test_no_connection_is_left_idle_in_transaction(gateway: RunningApp) ->
     states = fresh_rows(
         gateway.url,
         "SELECT application_name, state FROM pg_stat_activity "
-        "WHERE datname = current_database() AND application_name LIKE 'gateway-%%'",
+        "WHERE datname = current_database() "
+        "AND application_name IN ('gateway-sync', 'gateway-async')",
     )
     assert {name for name, _ in states} == {"gateway-sync", "gateway-async"}
     assert {state for _, state in states} == {"idle"}

@@ -262,7 +262,7 @@ def test_one_side_cannot_implement_a_key_twice(side: str) -> None:
         ({"sync_max_overflow": -1}, "GATEWAY_SYNC_MAX_OVERFLOW"),
         ({"pool_timeout": 0}, "GATEWAY_POOL_TIMEOUT"),
         ({"log_level": "LOUD"}, "GATEWAY_LOG_LEVEL"),
-        ({"default_impl": "fastest"}, "GATEWAY_DEFAULT_IMPL"),
+        ({"default_mode": "fastest"}, "GATEWAY_DEFAULT_MODE"),
         ({"database_url": "mysql://x"}, "GATEWAY_DATABASE_URL"),
     ],
 )

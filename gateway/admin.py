@@ -1,0 +1,108 @@
+"""The control plane under /admin: read and change route modes, read events and shadow mismatches.
+
+Reads are open; writes need `Authorization: Bearer <token>` with a token from
+`GATEWAY_ADMIN_TOKENS` (compared in constant time). The token's name is
+recorded as who made the change. Tokens never appear in responses or logs.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from gateway.errors import GatewayError, NotFound
+from gateway.modes import Impl, Mode, RouteMode
+from gateway.route_store import list_events
+from gateway.route_table import RouteTable
+from gateway.state import gateway_state
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    code = "forbidden"
+
+
+class ModeChange(BaseModel):
+    mode: Mode
+    percent: Annotated[int, Field(ge=0, le=100)] = 0
+    primary: Impl = "legacy"
+    reason: Annotated[str, Field(max_length=1000)] = ""
+
+
+def route_table(request: Request) -> RouteTable:
+    table: RouteTable = request.app.state.route_table
+    return table
+
+
+Table = Annotated[RouteTable, Depends(route_table)]
+
+
+def admin_name(request: Request) -> str:
+    """The name of the token the request carries; 401/403 when there is none to accept."""
+    tokens = gateway_state(request.app).settings.admin_tokens
+    if not tokens:
+        raise Forbidden("admin writes are disabled: no GATEWAY_ADMIN_TOKENS are configured")
+    scheme, _, offered = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not offered:
+        raise Unauthorized("an admin token is required: Authorization: Bearer <token>")
+    matched = None
+    for name, token in tokens.items():
+        if hmac.compare_digest(offered.encode(), token.get_secret_value().encode()):
+            matched = name
+    if matched is None:
+        raise Unauthorized("the admin token is not valid")
+    return matched
+
+
+Admin = Annotated[str, Depends(admin_name)]
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def known_route(table: RouteTable, key: str) -> str:
+    if key not in table.routes:
+        raise NotFound(f"no route {key!r}", {"route": key, "known": sorted(table.routes)})
+    return key
+
+
+@router.get("/routes")
+async def get_routes(table: Table) -> list[dict[str, Any]]:
+    return table.describe()
+
+
+@router.get("/routes/events")
+async def get_events(
+    table: Table,
+    route: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    assert table.engine is not None
+    return await list_events(table.engine, route=route, limit=limit)
+
+
+@router.put("/routes/{route_key:path}")
+async def put_route(
+    route_key: str, change: ModeChange, table: Table, actor: Admin
+) -> dict[str, Any]:
+    key = known_route(table, route_key)
+    wanted = RouteMode(
+        mode=change.mode,
+        percent=change.percent if change.mode == "canary" else 0,
+        primary=change.primary if change.mode == "shadow" else "legacy",
+    )
+    event = await table.change(key, wanted, actor=actor, reason=change.reason)
+    current = next(route for route in table.describe() if route["route"] == key)
+    return {"route": current, "event": event}
+
+
+@router.get("/shadow/mismatches")
+async def get_mismatches(table: Table, route: str | None = None) -> dict[str, Any]:
+    return table.shadows.report(route)

@@ -1,0 +1,100 @@
+"""Route modes: which implementation serves a request, decided from memory alone.
+
+    legacy   every request to the legacy implementation
+    async    every request to the async implementation
+    canary   `percent` of requests to async. A request's sticky key hashes to
+             one of 10,000 buckets; buckets below percent x 100 go to async.
+             The same key always lands in the same bucket, so raising the
+             percentage only moves keys from legacy to async, never back.
+             Without a key, a request draws a random bucket.
+    shadow   `primary` serves the client; the other implementation runs the
+             same request in the background, read-only, and its answer is only
+             compared (see `gateway.shadow`). Safe methods only.
+
+A route with one implementation is always served by it. `validate_change`
+refuses what cannot work: a mode needing an implementation the route lacks
+(409) and shadow on a method that may write (422).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.errors import Conflict, GatewayError
+
+Impl = Literal["legacy", "async"]
+Mode = Literal["legacy", "async", "canary", "shadow"]
+MODES: tuple[Mode, ...] = ("legacy", "async", "canary", "shadow")
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+BUCKETS = 10_000
+
+
+class InvalidMode(GatewayError):
+    status_code = 422
+    code = "invalid_request"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMode:
+    mode: Mode = "legacy"
+    percent: int = 0
+    primary: Impl = "legacy"
+
+    def needs(self) -> set[Impl]:
+        """The implementations this mode sends requests to."""
+        if self.mode == "legacy":
+            return {"legacy"}
+        if self.mode == "async":
+            return {"async"}
+        return {"legacy", "async"}
+
+    def choose(self, sticky_key: str | None) -> Impl:
+        """The implementation that answers the client."""
+        if self.mode == "canary":
+            return "async" if bucket(sticky_key) < self.percent * (BUCKETS // 100) else "legacy"
+        if self.mode == "shadow":
+            return self.primary
+        return self.mode
+
+    @property
+    def shadow(self) -> Impl | None:
+        """The implementation that runs in the background, if any."""
+        if self.mode != "shadow":
+            return None
+        return "async" if self.primary == "legacy" else "legacy"
+
+
+def bucket(sticky_key: str | None) -> int:
+    if sticky_key is None:
+        return random.randrange(BUCKETS)
+    digest = hashlib.blake2b(sticky_key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def validate_change(key: str, implementations: set[str], wanted: RouteMode) -> None:
+    """Refuse a mode the route cannot serve: 409 for a missing implementation, 422 otherwise."""
+    missing = sorted(wanted.needs() - implementations)
+    if missing:
+        raise Conflict(
+            f"{key} has no {' and no '.join(missing)} implementation, "
+            f"so it cannot be served in mode {wanted.mode!r}",
+            {"route": key, "missing_implementations": missing},
+        )
+    method = key.split(" ", 1)[0]
+    if wanted.mode == "shadow" and method not in SAFE_METHODS:
+        raise InvalidMode(
+            f"shadow mode runs every request twice, so it is allowed only for safe methods "
+            f"(GET, HEAD); {key} may write",
+            {"route": key, "method": method},
+        )
+
+
+def default_mode(implementations: set[str], configured: Impl) -> RouteMode:
+    """A route's mode until someone sets one: the configured default, or its only implementation."""
+    if len(implementations) == 1:
+        only = next(iter(implementations))
+        return RouteMode(mode="async" if only == "async" else "legacy")
+    return RouteMode(mode=configured)

@@ -1,0 +1,152 @@
+"""Route modes in PostgreSQL: the shared truth every worker and instance loads.
+
+A change writes the route's row, appends an event (who, when, why, old and
+new mode) and sends `NOTIFY gateway_routes` in one transaction, so listeners
+hear of it only once it is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.modes import RouteMode
+
+CHANNEL = "gateway_routes"
+SELECT_MODES = (
+    "SELECT route, mode, percent, primary_impl, changed_by, reason, changed_at FROM gateway_routes"
+)
+
+metadata = MetaData()
+routes_table = Table(
+    "gateway_routes",
+    metadata,
+    Column("route", Text, primary_key=True),
+    Column("mode", Text, nullable=False),
+    Column("percent", SmallInteger, nullable=False),
+    Column("primary_impl", Text, nullable=False),
+    Column("changed_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+events_table = Table(
+    "gateway_route_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("route", Text, nullable=False),
+    Column("old_mode", Text),
+    Column("old_percent", SmallInteger),
+    Column("new_mode", Text, nullable=False),
+    Column("percent", SmallInteger, nullable=False),
+    Column("primary_impl", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+@dataclass(frozen=True)
+class StoredMode:
+    mode: RouteMode
+    changed_by: str
+    reason: str
+    changed_at: datetime
+
+
+def _stored(row: Mapping[str, Any]) -> StoredMode:
+    mode = RouteMode(mode=row["mode"], percent=row["percent"], primary=row["primary_impl"])
+    return StoredMode(mode, row["changed_by"], row["reason"], row["changed_at"])
+
+
+def stored_modes(rows: Iterable[Mapping[str, Any]]) -> dict[str, StoredMode]:
+    return {row["route"]: _stored(row) for row in rows}
+
+
+async def load_modes(engine: AsyncEngine) -> dict[str, StoredMode]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(routes_table))
+        return stored_modes(dict(row._mapping) for row in rows)
+
+
+class ModeChanged(Exception):
+    """The route's mode is no longer the one the change expected (someone else moved it)."""
+
+
+async def _current(connection: AsyncConnection, key: str) -> Any:
+    query = select(routes_table).where(routes_table.c.route == key).with_for_update()
+    return (await connection.execute(query)).first()
+
+
+async def save_mode(
+    engine: AsyncEngine,
+    key: str,
+    new: RouteMode,
+    *,
+    actor: str,
+    reason: str,
+    default: RouteMode,
+    expect: str | None = None,
+) -> dict[str, Any]:
+    """Store `new` for `key`, record the event, notify every instance; return the event.
+
+    With `expect`, the change applies only while the route is still in that
+    mode (an automatic rollback must not undo a person's newer decision).
+    """
+    async with engine.begin() as connection:
+        current = await _current(connection, key)
+        old = _stored(current._mapping).mode if current is not None else default
+        if expect is not None and old.mode != expect:
+            raise ModeChanged(f"{key} is in mode {old.mode!r}, not {expect!r}")
+        values = {
+            "mode": new.mode,
+            "percent": new.percent,
+            "primary_impl": new.primary,
+            "changed_by": actor,
+            "reason": reason,
+            "changed_at": func.now(),
+        }
+        upsert = insert(routes_table).values(route=key, **values)
+        await connection.execute(
+            upsert.on_conflict_do_update(index_elements=[routes_table.c.route], set_=values)
+        )
+        event = {
+            "route": key,
+            "old_mode": old.mode,
+            "old_percent": old.percent,
+            "new_mode": new.mode,
+            "percent": new.percent,
+            "primary_impl": new.primary,
+            "actor": actor,
+            "reason": reason,
+        }
+        inserted = await connection.execute(
+            insert(events_table).values(**event).returning(events_table)
+        )
+        await connection.execute(select(func.pg_notify(CHANNEL, key)))
+        return dict(inserted.one()._mapping)
+
+
+async def list_events(
+    engine: AsyncEngine, *, route: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    query = select(events_table).order_by(events_table.c.id.desc()).limit(limit)
+    if route is not None:
+        query = query.where(events_table.c.route == route)
+    async with engine.connect() as connection:
+        return [dict(row._mapping) for row in await connection.execute(query)]

@@ -1,0 +1,91 @@
+"""Keeps every worker's routing table in step with the database.
+
+One asyncpg connection per worker LISTENs on `gateway_routes`; a notification
+reloads the table, so a change made through any instance applies everywhere
+within milliseconds. Besides, the table is reloaded every
+`route_reload_seconds`, and every second while the listening connection is
+down (it is re-opened with back-off), so a lost notification costs at most
+that long.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.route_store import CHANNEL, SELECT_MODES, stored_modes
+from gateway.route_table import RouteTable
+
+logger = logging.getLogger("gateway.route_sync")
+
+POLL_WHILE_DISCONNECTED = 1.0
+MAX_BACKOFF = 10.0
+
+
+def connect_kwargs(engine: AsyncEngine) -> dict[str, Any]:
+    """asyncpg.connect() arguments for the engine's database, as SQLAlchemy would pass them."""
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    kwargs.pop("prepared_statement_cache_size", None)
+    kwargs.pop("prepared_statement_name_func", None)
+    kwargs["server_settings"] = {"application_name": "gateway-listener"}
+    return dict(kwargs)
+
+
+async def reload_quietly(table: RouteTable, connection: Any = None) -> bool:
+    """Reload the modes (on the listening connection when given, else on the pool)."""
+    try:
+        if connection is None:
+            await table.reload()
+        else:
+            table.apply(stored_modes(await connection.fetch(SELECT_MODES)))
+    except Exception as error:
+        logger.warning("route modes not reloaded: %s", type(error).__name__)
+        return False
+    return True
+
+
+async def keep_in_sync(table: RouteTable, engine: AsyncEngine, every: float) -> None:
+    """Run until cancelled: listen while possible, poll while not."""
+    backoff = POLL_WHILE_DISCONNECTED
+    while True:
+        try:
+            await _listen(table, engine, every)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            logger.warning("route listener lost (%s); polling every second", type(error).__name__)
+        with anyio.move_on_after(backoff):
+            while True:
+                await reload_quietly(table)
+                await anyio.sleep(POLL_WHILE_DISCONNECTED)
+        backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+async def _listen(table: RouteTable, engine: AsyncEngine, every: float) -> None:
+    changed = anyio.Event()
+    lost = anyio.Event()
+
+    def on_notify(*_: object) -> None:
+        changed.set()
+
+    def on_lost(*_: object) -> None:
+        lost.set()
+        changed.set()
+
+    connection = await asyncpg.connect(**connect_kwargs(engine))
+    try:
+        connection.add_termination_listener(on_lost)
+        await connection.add_listener(CHANNEL, on_notify)
+        await reload_quietly(table, connection)  # changes made before LISTEN began
+        while not lost.is_set():
+            with anyio.move_on_after(every):
+                await changed.wait()
+            changed = anyio.Event()
+            await reload_quietly(table, connection)
+            if connection.is_closed():
+                break
+    finally:
+        await connection.close(timeout=2)
+    raise OSError("listening connection closed")

@@ -1,0 +1,192 @@
+"""The routing table in memory: each route's mode, and the dispatch that applies it per request.
+
+Invariants:
+- a request never waits on the database to be routed: `modes` is a plain dict,
+  replaced whole (one assignment) whenever modes change;
+- a stored mode that needs an implementation the route no longer has is
+  ignored in favour of the route's default;
+- a change is stored first (row, event, NOTIFY in one transaction) and applied
+  here at once; other workers and instances apply it when notified
+  (`gateway.route_sync`);
+- an automatic rollback applies locally at once, then is stored only if the
+  route is still in canary mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from anyio.abc import TaskGroup
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import route_store
+from gateway.canary_guard import CanaryGuard
+from gateway.modes import Impl, RouteMode, default_mode, validate_change
+from gateway.routing import PublicRoute
+from gateway.settings import Settings
+from gateway.shadow import ShadowRunner
+
+logger = logging.getLogger("gateway.route_table")
+
+AUTOMATIC_ACTOR = "gateway"
+
+
+def header_value(scope: Scope, name: bytes) -> str | None:
+    for header, value in scope["headers"]:
+        if header == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RouteTable:
+    def __init__(self, routes: list[PublicRoute], settings: Settings) -> None:
+        self.routes = {route.key: route for route in routes}
+        self.default: Impl = settings.default_mode
+        self.sticky_header = settings.sticky_header.lower().encode("latin-1")
+        self.shadows = ShadowRunner(
+            max_concurrent=settings.shadow_max_concurrent,
+            timeout=settings.shadow_timeout,
+            keep=settings.shadow_mismatches_kept,
+            ignore_fields=settings.shadow_ignore_fields,
+        )
+        self.guard = CanaryGuard(
+            window=settings.rollback_window_seconds,
+            min_requests=settings.rollback_min_requests,
+            error_margin=settings.rollback_error_margin,
+            latency_ratio=settings.rollback_latency_ratio,
+            roll_back=self.roll_back,
+        )
+        self.stored: dict[str, route_store.StoredMode] = {}
+        self.modes: dict[str, RouteMode] = self._effective({})
+        self.engine: AsyncEngine | None = None
+        self.task_group: TaskGroup | None = None
+
+    def attach(self, engine: AsyncEngine, task_group: TaskGroup) -> None:
+        self.engine = engine
+        self.task_group = task_group
+        self.shadows.task_group = task_group
+
+    def implementations(self, key: str) -> set[str]:
+        return set(self.routes[key].implementations)
+
+    def default_for(self, key: str) -> RouteMode:
+        return default_mode(self.implementations(key), self.default)
+
+    def _effective(self, stored: Mapping[str, route_store.StoredMode]) -> dict[str, RouteMode]:
+        modes = {}
+        for key in self.routes:
+            wanted = stored.get(key)
+            usable = wanted is not None and wanted.mode.needs() <= self.implementations(key)
+            modes[key] = wanted.mode if usable and wanted else self.default_for(key)
+        return modes
+
+    def apply(self, stored: dict[str, route_store.StoredMode]) -> None:
+        """Swap in the modes loaded from the database."""
+        self.stored = stored
+        self.modes = self._effective(stored)
+
+    def set_local(self, key: str, mode: RouteMode) -> None:
+        self.modes = {**self.modes, key: mode}
+
+    async def reload(self) -> None:
+        assert self.engine is not None
+        self.apply(await route_store.load_modes(self.engine))
+
+    async def change(
+        self, key: str, wanted: RouteMode, *, actor: str, reason: str
+    ) -> dict[str, Any]:
+        """Validate, store (with its event and NOTIFY) and apply a mode change."""
+        validate_change(key, self.implementations(key), wanted)
+        assert self.engine is not None
+        event = await route_store.save_mode(
+            self.engine, key, wanted, actor=actor, reason=reason, default=self.default_for(key)
+        )
+        self.set_local(key, wanted)
+        return event
+
+    def roll_back(self, key: str, reason: str) -> None:
+        logger.warning("%s: %s", key, reason)
+        self.set_local(key, RouteMode(mode="legacy"))
+        if self.task_group is not None:
+            self.task_group.start_soon(self._store_rollback, key, reason)
+
+    async def _store_rollback(self, key: str, reason: str) -> None:
+        assert self.engine is not None
+        try:
+            await route_store.save_mode(
+                self.engine,
+                key,
+                RouteMode(mode="legacy"),
+                actor=AUTOMATIC_ACTOR,
+                reason=reason,
+                default=self.default_for(key),
+                expect="canary",
+            )
+        except route_store.ModeChanged as changed:
+            logger.info("rollback of %s not stored: %s", key, changed)
+            await self.reload()
+        except Exception:
+            logger.exception("rollback of %s could not be stored; it holds on this instance", key)
+
+    def dispatcher(self, route: PublicRoute) -> ASGIApp:
+        key, implementations = route.key, route.implementations
+
+        async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+            mode = self.modes[key]
+            if mode.mode == "canary":
+                await self._canary(key, mode, scope, receive, send)
+            elif mode.mode == "shadow" and mode.shadow is not None:
+                primary, shadow = mode.primary, mode.shadow
+                await self.shadows.serve(
+                    key,
+                    (primary, implementations[primary]),
+                    (shadow, implementations[shadow]),
+                    scope,
+                    receive,
+                    send,
+                )
+            else:
+                await implementations[mode.choose(None)](scope, receive, send)
+
+        return dispatch
+
+    async def _canary(
+        self, key: str, mode: RouteMode, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        impl = mode.choose(header_value(scope, self.sticky_header))
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.routes[key].implementations[impl](scope, receive, send_with_status)
+        finally:
+            self.guard.record(key, impl, status, time.perf_counter() - started)
+
+    def describe(self) -> list[dict[str, Any]]:
+        described = []
+        for key, route in self.routes.items():
+            mode, stored = self.modes[key], self.stored.get(key)
+            described.append(
+                {
+                    "route": key,
+                    "implementations": sorted(route.implementations),
+                    "mode": mode.mode,
+                    "percent": mode.percent,
+                    "primary": mode.primary,
+                    "serves": mode.choose(None) if mode.mode != "canary" else "legacy+async",
+                    "changed_by": stored.changed_by if stored else None,
+                    "changed_at": stored.changed_at if stored else None,
+                    "reason": stored.reason if stored else None,
+                }
+            )
+        return described

@@ -1,0 +1,228 @@
+"""Shadow runs: the other implementation answers the same request in the background, to compare.
+
+Invariants: the client gets the primary's response, sent in full before the
+shadow starts, so a shadow never delays, changes or fails it. Shadows run
+read-only (their sessions always roll back), at most `max_concurrent` at once
+(beyond that a shadow is skipped and counted as dropped) and for at most
+`timeout` seconds. A comparison looks at the status code and the JSON body,
+ignoring key order and the fields configured for the route; the last `keep`
+mismatches per route are kept with a readable diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.sessions import SCOPE_SHADOW
+
+logger = logging.getLogger("gateway.shadow")
+
+RESULTS = ("match", "mismatch", "error", "dropped")
+
+
+@dataclass
+class Captured:
+    status: int = 0
+    body: bytearray = field(default_factory=bytearray)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    route: str
+    path: str
+    query: str
+    primary: str
+    status: tuple[int, int]
+    diff: str
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "path": self.path,
+            "query": self.query,
+            "primary": self.primary,
+            "primary_status": self.status[0],
+            "shadow_status": self.status[1],
+            "diff": self.diff,
+            "at": self.at,
+        }
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replay(body: bytes) -> Receive:
+    """A `receive` that hands over `body` once, then waits like a client that stays connected."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    return receive
+
+
+def capturing(captured: Captured, send: Send | None = None) -> Send:
+    async def capture(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            captured.status = message["status"]
+        elif message["type"] == "http.response.body":
+            captured.body.extend(message.get("body", b""))
+        if send is not None:
+            await send(message)
+
+    return capture
+
+
+def without(value: Any, ignored: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: without(v, ignored) for k, v in value.items() if k not in ignored}
+    if isinstance(value, list):
+        return [without(item, ignored) for item in value]
+    return value
+
+
+def comparable(body: bytes, ignored: frozenset[str]) -> Any:
+    try:
+        return without(json.loads(body), ignored)
+    except ValueError:
+        return body.decode(errors="replace")
+
+
+def readable_diff(primary: Any, shadow: Any, labels: tuple[str, str]) -> str:
+    def lines(value: Any) -> list[str]:
+        return json.dumps(value, sort_keys=True, indent=2, default=str).splitlines()
+
+    diff = difflib.unified_diff(lines(primary), lines(shadow), *labels, lineterm="")
+    return "\n".join(diff)
+
+
+class ShadowRunner:
+    """Runs shadows in the app's task group and keeps what they found."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrent: int,
+        timeout: float,
+        keep: int,
+        ignore_fields: Mapping[str, Sequence[str]],
+    ) -> None:
+        self.max_concurrent = max_concurrent
+        self.timeout = timeout
+        self.ignore_fields = {key: frozenset(names) for key, names in ignore_fields.items()}
+        self.mismatches: dict[str, deque[Mismatch]] = {}
+        self.keep = keep
+        self.results: Counter[tuple[str, str]] = Counter()
+        self.in_flight = 0
+        self.task_group: TaskGroup | None = None
+
+    async def serve(
+        self,
+        key: str,
+        primary: tuple[str, ASGIApp],
+        shadow: tuple[str, ASGIApp],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        body = await read_body(receive)
+        answer = Captured()
+        await primary[1](scope, replay(body), capturing(answer, send))
+        if self.task_group is None or self.in_flight >= self.max_concurrent:
+            self.results[key, "dropped"] += 1
+            return
+        self.in_flight += 1
+        self.task_group.start_soon(self._run, key, primary[0], shadow[1], scope, body, answer)
+
+    async def _run(
+        self, key: str, primary: str, app: ASGIApp, scope: Scope, body: bytes, answer: Captured
+    ) -> None:
+        try:
+            shadow_answer = Captured()
+            with anyio.fail_after(self.timeout):
+                async with AsyncExitStack() as stack:
+                    copied = await shadow_scope(scope, stack)
+                    await app(copied, replay(body), capturing(shadow_answer))
+            self.results[key, self._compare(key, primary, scope, answer, shadow_answer)] += 1
+        except Exception as error:
+            self.results[key, "error"] += 1
+            logger.info("shadow of %s failed: %s", key, type(error).__name__)
+        finally:
+            self.in_flight -= 1
+
+    def _compare(
+        self, key: str, primary: str, scope: Scope, answer: Captured, shadow: Captured
+    ) -> str:
+        ignored = self.ignore_fields.get(key, frozenset())
+        left = {"status": answer.status, "body": comparable(bytes(answer.body), ignored)}
+        right = {"status": shadow.status, "body": comparable(bytes(shadow.body), ignored)}
+        if left == right:
+            return "match"
+        other = "async" if primary == "legacy" else "legacy"
+        mismatch = Mismatch(
+            route=key,
+            path=scope.get("path", ""),
+            query=scope.get("query_string", b"").decode(errors="replace"),
+            primary=primary,
+            status=(answer.status, shadow.status),
+            diff=readable_diff(left, right, (f"{primary} (primary)", f"{other} (shadow)")),
+            at=time.time(),
+        )
+        self.mismatches.setdefault(key, deque(maxlen=self.keep)).append(mismatch)
+        return "mismatch"
+
+    def report(self, route: str | None = None) -> dict[str, Any]:
+        keys = sorted({key for key, _ in self.results} | set(self.mismatches))
+        chosen = [key for key in keys if route is None or key == route]
+        return {
+            "routes": [
+                {
+                    "route": key,
+                    "counts": {result: self.results[key, result] for result in RESULTS},
+                    "mismatches": [m.as_dict() for m in reversed(self.mismatches.get(key, ()))],
+                }
+                for key in chosen
+            ]
+        }
+
+
+async def shadow_scope(scope: Scope, stack: AsyncExitStack) -> Scope:
+    """A copy of the primary's scope for the shadow: marked read-only, with exit stacks of its own.
+
+    The primary's exit stacks were closed when its response ended.
+    """
+    copied: dict[str, Any] = {}
+    for name, value in scope.items():
+        if isinstance(value, AsyncExitStack):
+            value = await stack.enter_async_context(AsyncExitStack())
+        copied[name] = value
+    copied[SCOPE_SHADOW] = True
+    copied["state"] = dict(scope.get("state", {}))
+    return copied
