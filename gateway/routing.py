@@ -106,7 +106,8 @@ def rebuild(route: APIRoute, app: FastAPI, side: Impl) -> APIRoute:
             f"{where}: sync dependency {dependency} uses the sync session in another thread "
             "than the endpoint; its connection is held while the request waits for a thread"
         )
-    endpoint = bind_sessions(route.endpoint, kinds, where) if kinds else route.endpoint
+    needs_wrapper = kinds or not inspect.iscoroutinefunction(route.endpoint)
+    endpoint = bind_sessions(route.endpoint, kinds, where) if needs_wrapper else route.endpoint
     return APIRoute(
         route.path,
         endpoint,

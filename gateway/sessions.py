@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -128,19 +129,25 @@ def sync_dependencies_using_session(dependant: Dependant) -> list[str]:
 
 
 def bind_sessions(endpoint: Callable[..., Any], kinds: set[str], where: str) -> Callable[..., Any]:
-    """Wrap `endpoint` so the request's sessions are finished inside the endpoint call."""
+    """Wrap `endpoint` so the request's sessions are finished inside the endpoint call.
+
+    A `def` endpoint becomes an `async def` that runs it, with its session's
+    whole life, in one worker thread: FastAPI then validates the response on
+    the event loop instead of queueing it for a second thread behind every
+    request still waiting for its first.
+    """
     is_async = inspect.iscoroutinefunction(endpoint)
     if not is_async and "async" in kinds:
         raise SessionMisuse(f"{where}: a `def` endpoint cannot use an AsyncSession (AsyncDB)")
-    wrapper: Any = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
+    wrapper: Any = _async_wrapper(endpoint) if is_async else _threaded_wrapper(endpoint)
     functools.update_wrapper(wrapper, endpoint)
     del wrapper.__wrapped__  # FastAPI must read the signature below, not the endpoint's
     wrapper.__signature__ = _signature_with_sessions(endpoint)
     return wrapper  # type: ignore[no-any-return]
 
 
-def _sync_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    def run_with_session(**kwargs: Any) -> Any:
+def _threaded_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    def run_with_session(kwargs: dict[str, Any]) -> Any:
         sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
         try:
             result = endpoint(**kwargs)
@@ -150,7 +157,10 @@ def _sync_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         sessions.finish_sync(commit=True)
         return result
 
-    return run_with_session
+    async def run_in_thread(**kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(run_with_session, kwargs)
+
+    return run_in_thread
 
 
 def _async_wrapper(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
