@@ -13,21 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import Forbidden, NotFound, Unauthorized
 from gateway.modes import Impl, Mode, RouteMode
 from gateway.route_store import list_events
 from gateway.route_table import RouteTable
 from gateway.state import gateway_state
-
-
-class Unauthorized(GatewayError):
-    status_code = 401
-    code = "unauthorized"
-
-
-class Forbidden(GatewayError):
-    status_code = 403
-    code = "forbidden"
 
 
 class ModeChange(BaseModel):

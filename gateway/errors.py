@@ -5,8 +5,11 @@
 Exception tree handled here:
 
     GatewayError                    raised by routes and the gateway itself
+    ├── Unauthorized      401       admin write without a valid token
+    ├── Forbidden         403       admin writes disabled
     ├── NotFound          404
     ├── Conflict          409
+    ├── InvalidMode       422       (gateway.modes) a mode the route may not take
     └── Unavailable       503
     HTTPException                   FastAPI/Starlette's own (404 for unknown paths, 405, ...)
     RequestValidationError  422     bad body, path or query: `details.fields` names each field
@@ -40,6 +43,16 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.details = dict(details or {})
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(GatewayError):
