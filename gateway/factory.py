@@ -14,13 +14,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
 
 from gateway import embedded, schema
 from gateway.admin import router as admin_router
 from gateway.database import Database, open_database, probe_pgvector, warn_if_pool_starves_threads
 from gateway.errors import install_error_handlers
+from gateway.exposition import router as metrics_router
 from gateway.health import router as health_router
+from gateway.instrumentation import instrument, watch_loop
 from gateway.logs import configure_logging
+from gateway.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.route_sync import keep_in_sync, reload_quietly
 from gateway.route_table import RouteTable
 from gateway.routing import mount_routes, pair_routes
@@ -75,12 +79,17 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
             warn_if_pool_starves_threads(settings)
             app.state.gateway = GatewayState(settings=settings, database=active, database_url=url)
             table: RouteTable = app.state.route_table
+            metrics: GatewayMetrics = app.state.metrics
+            stack.callback(
+                instrument(active, metrics, raise_on_blocking=settings.raise_on_blocking)
+            )
             async with anyio.create_task_group() as background:
                 table.attach(active.async_engine, background)
                 await reload_quietly(table)
                 background.start_soon(
                     keep_in_sync, table, active.async_engine, settings.route_reload_seconds
                 )
+                background.start_soon(watch_loop, active, metrics)
                 yield
                 background.cancel_scope.cancel()
             del app.state.gateway
@@ -117,10 +126,16 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.include_router(metrics_router)
     legacy = discover_routers("legacy_routes") if legacy_routers is None else legacy_routers
     migrated = discover_routers("async_routes") if async_routers is None else async_routers
-    paired = pair_routes(app, legacy, migrated)
-    table = RouteTable([route for route, _ in paired], settings)
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = GatewayMetrics(registry, settings.metrics_buckets)
+    app.state.metrics_registry = registry
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
+    paired = pair_routes(app, legacy, migrated, metrics)
+    table = RouteTable([route for route, _ in paired], settings, metrics)
     mount_routes(app, paired, table.dispatcher)
     app.state.route_table = table
     for warning in app.state.gateway_warnings:

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import route_store
 from gateway.canary_guard import CanaryGuard
+from gateway.metrics import GatewayMetrics
 from gateway.modes import Impl, RouteMode, default_mode, validate_change
 from gateway.routing import PublicRoute
 from gateway.settings import Settings
@@ -43,8 +44,11 @@ def header_value(scope: Scope, name: bytes) -> str | None:
 
 
 class RouteTable:
-    def __init__(self, routes: list[PublicRoute], settings: Settings) -> None:
+    def __init__(
+        self, routes: list[PublicRoute], settings: Settings, metrics: GatewayMetrics
+    ) -> None:
         self.routes = {route.key: route for route in routes}
+        self.metrics = metrics
         self.default: Impl = settings.default_mode
         self.sticky_header = settings.sticky_header.lower().encode("latin-1")
         self.shadows = ShadowRunner(
@@ -52,6 +56,7 @@ class RouteTable:
             timeout=settings.shadow_timeout,
             keep=settings.shadow_mismatches_kept,
             ignore_fields=settings.shadow_ignore_fields,
+            on_result=lambda key, result: metrics.shadow_comparisons.labels(key, result).inc(),
         )
         self.guard = CanaryGuard(
             window=settings.rollback_window_seconds,
@@ -62,6 +67,7 @@ class RouteTable:
         )
         self.stored: dict[str, route_store.StoredMode] = {}
         self.modes: dict[str, RouteMode] = self._effective({})
+        metrics.show_modes(self.modes)
         self.engine: AsyncEngine | None = None
         self.task_group: TaskGroup | None = None
 
@@ -88,9 +94,11 @@ class RouteTable:
         """Swap in the modes loaded from the database."""
         self.stored = stored
         self.modes = self._effective(stored)
+        self.metrics.show_modes(self.modes)
 
     def set_local(self, key: str, mode: RouteMode) -> None:
         self.modes = {**self.modes, key: mode}
+        self.metrics.show_modes({key: mode})
 
     async def reload(self) -> None:
         assert self.engine is not None
@@ -105,11 +113,16 @@ class RouteTable:
         event = await route_store.save_mode(
             self.engine, key, wanted, actor=actor, reason=reason, default=self.default_for(key)
         )
+        self.stored = {
+            **self.stored,
+            key: route_store.StoredMode(wanted, actor, reason, event["at"]),
+        }
         self.set_local(key, wanted)
         return event
 
     def roll_back(self, key: str, reason: str) -> None:
         logger.warning("%s: %s", key, reason)
+        self.metrics.rollbacks.labels(key).inc()
         self.set_local(key, RouteMode(mode="legacy"))
         if self.task_group is not None:
             self.task_group.start_soon(self._store_rollback, key, reason)

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.contract import check_same_contract
 from gateway.errors import internal_error
+from gateway.metrics import SCOPE_IMPL, GatewayMetrics, current_request, measured_method
 from gateway.sessions import (
     bind_sessions,
     session_kinds,
@@ -36,7 +37,6 @@ from gateway.sessions import (
 Impl = Literal["legacy", "async"]
 IMPL_HEADER = b"x-gateway-impl"
 logger = logging.getLogger("gateway.routing")
-SCOPE_IMPL = "gateway.impl"
 
 
 class RouteConflict(ValueError):
@@ -55,16 +55,22 @@ class PublicRoute:
     implementations: dict[Impl, ASGIApp] = field(default_factory=dict)
 
 
-def tag_with_impl(app: ASGIApp, impl: Impl) -> ASGIApp:
+def tag_with_impl(app: ASGIApp, impl: Impl, key: str, metrics: GatewayMetrics) -> ASGIApp:
     """Mark the scope and every response of `app` with the implementation that served it.
 
     An exception no handler took becomes the uniform 500 here, inside the
     implementation, so that response is tagged too.
     """
     header = (IMPL_HEADER, impl.encode())
+    method, template = key.split(" ", 1)
+    in_progress = metrics.in_progress.labels(measured_method(method), template, impl)
 
     async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
         scope[SCOPE_IMPL] = impl
+        stats = current_request.get()
+        if stats is not None:
+            stats.route = template
+        in_progress.inc()
         started = False
 
         async def send_tagged(message: Message) -> None:
@@ -81,6 +87,8 @@ def tag_with_impl(app: ASGIApp, impl: Impl) -> ASGIApp:
                 raise
             logger.exception("unhandled error in %s (%s)", scope.get("path"), impl)
             await internal_error()(scope, receive, send_tagged)
+        finally:
+            in_progress.dec()
 
     return tagged
 
@@ -164,7 +172,10 @@ Pairing = list[tuple[PublicRoute, APIRoute]]
 
 
 def pair_routes(
-    app: FastAPI, legacy_routers: Iterable[APIRouter], async_routers: Iterable[APIRouter]
+    app: FastAPI,
+    legacy_routers: Iterable[APIRouter],
+    async_routers: Iterable[APIRouter],
+    metrics: GatewayMetrics,
 ) -> Pairing:
     """One PublicRoute per key, with the APIRoute whose contract the app documents for it."""
     legacy_side = collect(app, legacy_routers, "legacy")
@@ -177,9 +188,9 @@ def pair_routes(
             check_same_contract(key, legacy, migrated)
         route = PublicRoute(key=key)
         if legacy is not None:
-            route.implementations["legacy"] = tag_with_impl(legacy.app, "legacy")
+            route.implementations["legacy"] = tag_with_impl(legacy.app, "legacy", key, metrics)
         if migrated is not None:
-            route.implementations["async"] = tag_with_impl(migrated.app, "async")
+            route.implementations["async"] = tag_with_impl(migrated.app, "async", key, metrics)
         shown = legacy if legacy is not None else migrated
         assert shown is not None
         paired.append((route, shown))

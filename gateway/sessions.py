@@ -24,34 +24,44 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from gateway.database import Database
+from gateway.metrics import current_request
 from gateway.state import gateway_state
 
 logger = logging.getLogger("gateway.sessions")
 
 SESSIONS_PARAMETER = "gateway_request_sessions"
-SCOPE_SHADOW = "gateway.shadow"  # set on a shadow run's scope: its sessions never commit
+SCOPE_SHADOW = "gateway.shadow"  # set on a shadow run's scope: its writes are discarded
 
 
 class RequestSessions:
-    """The sessions one request opened; at most one of each kind."""
+    """The sessions one request opened; at most one of each kind.
 
-    __slots__ = ("_database", "async_session", "read_only", "sync_session")
+    A shadow request's sessions are `discarding`: each runs inside an outer
+    transaction on its own connection, joined through savepoints, so even an
+    endpoint that commits by itself only releases a savepoint, and the outer
+    transaction is rolled back when the session is finished.
+    """
 
-    def __init__(self, database: Database, *, read_only: bool = False) -> None:
+    __slots__ = ("_database", "_outer", "async_session", "discarding", "sync_session")
+
+    def __init__(self, database: Database, *, discarding: bool = False) -> None:
         self._database = database
-        self.read_only = read_only
+        self.discarding = discarding
         self.sync_session: Session | None = None
         self.async_session: AsyncSession | None = None
+        self._outer: list[Any] = []
 
     def open_sync(self) -> Session:
         if self.sync_session is None:
@@ -63,26 +73,54 @@ class RequestSessions:
             self.async_session = self._database.async_sessions()
         return self.async_session
 
+    def isolate_sync(self) -> None:
+        """For a discarding request: bind its sync session under a transaction rolled back later."""
+        if self.discarding and self.sync_session is not None:
+            connection = self._database.sync_engine.connect()
+            connection.begin()
+            self._outer.append(connection)
+            self.sync_session.bind = connection
+            self.sync_session.join_transaction_mode = "create_savepoint"
+
+    async def isolate_async(self) -> None:
+        if self.discarding and self.async_session is not None:
+            connection = await self._database.async_engine.connect()
+            await connection.begin()
+            self._outer.append(connection)
+            self.async_session.bind = connection
+            self.async_session.sync_session.bind = connection.sync_connection
+            self.async_session.sync_session.join_transaction_mode = "create_savepoint"
+
     def finish_sync(self, *, commit: bool) -> None:
         session, self.sync_session = self.sync_session, None
         if session is None:
             return
-        with session:  # close() rolls back whatever is still open
-            if commit and not self.read_only:
-                session.commit()
+        try:
+            with session:  # close() rolls back whatever is still open
+                if commit:
+                    session.commit()
+        finally:
+            for connection in [c for c in self._outer if isinstance(c, Connection)]:
+                self._outer.remove(connection)
+                connection.close()  # rolls the outer transaction back
 
     async def finish_async(self, *, commit: bool) -> None:
         session, self.async_session = self.async_session, None
         if session is None:
             return
-        async with session:
-            if commit and not self.read_only:
-                await session.commit()
+        try:
+            async with session:
+                if commit:
+                    await session.commit()
+        finally:
+            for connection in [c for c in self._outer if isinstance(c, AsyncConnection)]:
+                self._outer.remove(connection)
+                await connection.close()
 
 
 async def request_sessions(request: Request) -> RequestSessions:
-    read_only = bool(request.scope.get(SCOPE_SHADOW, False))
-    return RequestSessions(gateway_state(request.app).database, read_only=read_only)
+    discarding = bool(request.scope.get(SCOPE_SHADOW, False))
+    return RequestSessions(gateway_state(request.app).database, discarding=discarding)
 
 
 RequestSessionsDep = Annotated[RequestSessions, Depends(request_sessions)]
@@ -147,18 +185,25 @@ def bind_sessions(endpoint: Callable[..., Any], kinds: set[str], where: str) -> 
 
 
 def _threaded_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    def run_with_session(kwargs: dict[str, Any]) -> Any:
+    def run_with_session(kwargs: dict[str, Any], queued_at: float) -> Any:
+        started = time.perf_counter()
         sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
         try:
+            sessions.isolate_sync()
             result = endpoint(**kwargs)
         except BaseException:
             sessions.finish_sync(commit=False)
             raise
+        finally:
+            stats = current_request.get()
+            if stats is not None:
+                stats.thread_wait = started - queued_at
+                stats.thread_seconds = time.perf_counter() - started
         sessions.finish_sync(commit=True)
         return result
 
     async def run_in_thread(**kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(run_with_session, kwargs)
+        return await anyio.to_thread.run_sync(run_with_session, kwargs, time.perf_counter())
 
     return run_in_thread
 
@@ -167,6 +212,7 @@ def _async_wrapper(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awa
     async def run_with_session(**kwargs: Any) -> Any:
         sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
         try:
+            await sessions.isolate_async()
             result = await endpoint(**kwargs)
         except BaseException:
             await _finish_both(sessions, commit=False)

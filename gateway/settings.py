@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "GATEWAY_"
+DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ImplName = Literal["legacy", "async"]
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 PoolSize = Annotated[int, Field(ge=1, le=1000)]
@@ -94,6 +95,17 @@ class Settings(BaseSettings):
         default=2.0, description="async p95 / legacy p95 that triggers a rollback"
     )
     log_level: LogLevel = Field(default="INFO", description="gateway log level")
+    metrics_buckets: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_BUCKETS),
+        min_length=1,
+        description="latency histogram buckets in seconds, JSON list",
+    )
+    metrics_dir: Path | None = Field(
+        default=None, description="prometheus multiprocess directory (set by `serve --workers`)"
+    )
+    raise_on_blocking: bool = Field(
+        default=False, description="raise instead of warn on a sync query on the event loop"
+    )
 
     @field_validator("database_url")
     @classmethod

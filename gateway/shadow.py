@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,7 +133,9 @@ class ShadowRunner:
         timeout: float,
         keep: int,
         ignore_fields: Mapping[str, Sequence[str]],
+        on_result: Callable[[str, str], None] = lambda key, result: None,
     ) -> None:
+        self.on_result = on_result
         self.max_concurrent = max_concurrent
         self.timeout = timeout
         self.ignore_fields = {key: frozenset(names) for key, names in ignore_fields.items()}
@@ -156,7 +158,7 @@ class ShadowRunner:
         answer = Captured()
         await primary[1](scope, replay(body), capturing(answer, send))
         if self.task_group is None or self.in_flight >= self.max_concurrent:
-            self.results[key, "dropped"] += 1
+            self._count(key, "dropped")
             return
         self.in_flight += 1
         self.task_group.start_soon(self._run, key, primary[0], shadow[1], scope, body, answer)
@@ -170,12 +172,16 @@ class ShadowRunner:
                 async with AsyncExitStack() as stack:
                     copied = await shadow_scope(scope, stack)
                     await app(copied, replay(body), capturing(shadow_answer))
-            self.results[key, self._compare(key, primary, scope, answer, shadow_answer)] += 1
+            self._count(key, self._compare(key, primary, scope, answer, shadow_answer))
         except Exception as error:
-            self.results[key, "error"] += 1
+            self._count(key, "error")
             logger.info("shadow of %s failed: %s", key, type(error).__name__)
         finally:
             self.in_flight -= 1
+
+    def _count(self, key: str, result: str) -> None:
+        self.results[key, result] += 1
+        self.on_result(key, result)
 
     def _compare(
         self, key: str, primary: str, scope: Scope, answer: Captured, shadow: Captured

@@ -139,7 +139,11 @@ def needs_pgvector(has_pgvector: bool) -> None:
 
 
 def test_settings(database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {"database_url": database_url, "log_level": "WARNING"}
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "log_level": "WARNING",
+        "raise_on_blocking": True,
+    }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
