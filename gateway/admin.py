@@ -1,4 +1,4 @@
-"""The control plane under /admin: read and change route modes, read events and shadow mismatches.
+"""The control plane under /admin: route modes, their events, shadow mismatches, the advisor.
 
 Reads are open; writes need `Authorization: Bearer <token>` with a token from
 `GATEWAY_ADMIN_TOKENS` (compared in constant time). The token's name is
@@ -10,10 +10,14 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request
+from prometheus_client import generate_latest
 from pydantic import BaseModel, Field
 
+from gateway.advisor import build_report, increase, parse
 from gateway.errors import Forbidden, NotFound, Unauthorized
+from gateway.exposition import scraped_registry
 from gateway.modes import Impl, Mode, RouteMode
 from gateway.route_store import list_events
 from gateway.route_table import RouteTable
@@ -91,6 +95,17 @@ async def put_route(
     event = await table.change(key, wanted, actor=actor, reason=change.reason)
     current = next(route for route in table.describe() if route["route"] == key)
     return {"route": current, "event": event}
+
+
+@router.get("/report")
+async def get_report(
+    request: Request, window: Annotated[float, Query(gt=0, le=300)] = 5.0
+) -> dict[str, Any]:
+    """The advisor's report over the next `window` seconds of this gateway's traffic."""
+    before = parse(generate_latest(scraped_registry(request)).decode())
+    await anyio.sleep(window)
+    after = parse(generate_latest(scraped_registry(request)).decode())
+    return build_report(increase(before, after), window).as_dict()
 
 
 @router.get("/shadow/mismatches")

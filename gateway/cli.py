@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -63,6 +67,23 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+@contextmanager
+def shared_metrics(settings: Settings, workers: int) -> Iterator[None]:
+    """With several workers, one emptied directory where each writes its metrics for /metrics."""
+    if workers == 1 and settings.metrics_dir is None:
+        yield
+        return
+    directory = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[f"{ENV_PREFIX}METRICS_DIR"] = str(directory)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)  # read by prometheus-client itself
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -74,7 +95,7 @@ def serve(
 
     settings = settings_or_exit()
     exit_on_sigterm()
-    with database_url(settings) as url:
+    with database_url(settings) as url, shared_metrics(settings, workers):
         if settings.database_url is None and settings.seed_demo_data:
             schema.seed_if_empty(url)
         # Workers are separate processes: they find the database through the environment.
@@ -249,6 +270,46 @@ def set_route(
             typer.secho(f"{error.status_code}: {error.message}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
     typer.echo(f"{key}: {mode}")
+
+
+@app.command()
+def report(
+    url: Annotated[str, typer.Option(help="a running gateway")] = "http://127.0.0.1:8000",
+    prometheus: Annotated[
+        str | None, typer.Option(help="a Prometheus server to query instead of the gateway")
+    ] = None,
+    window: Annotated[float, typer.Option(min=0.1, help="seconds of traffic to look at")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Rank the routes by what moving them to async would free, and show migration progress."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gateway import advisor
+
+    try:
+        series = (
+            advisor.from_prometheus(prometheus, window)
+            if prometheus
+            else advisor.from_gateway(url, window)
+        )
+    except httpx.HTTPError as error:
+        typer.secho(f"cannot read metrics: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    result = advisor.build_report(series, window)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    table = Table(*advisor.HEADERS, title=f"Routes over {window:g} s, next to move first")
+    for row in advisor.rows(result):
+        table.add_row(*row)
+    console = Console(width=max(160, Console().width))
+    console.print(table)
+    share = result.async_request_share
+    console.print(
+        f"Migration: {result.routes_with_async}/{result.routes_total} routes have an async "
+        f"implementation; async served {'-' if share is None else f'{share:.0%}'} of requests."
+    )
 
 
 def main() -> None:

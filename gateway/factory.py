@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import anyio
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import mark_process_dead
 
 from gateway import embedded, schema
 from gateway.admin import router as admin_router
@@ -83,6 +85,8 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
             stack.callback(
                 instrument(active, metrics, raise_on_blocking=settings.raise_on_blocking)
             )
+            if settings.metrics_dir is not None:
+                stack.callback(mark_process_dead, os.getpid(), str(settings.metrics_dir))
             async with anyio.create_task_group() as background:
                 table.attach(active.async_engine, background)
                 await reload_quietly(table)

@@ -67,7 +67,7 @@ def detect_blocking(
         stats = current_request.get()
         if stats is None or threading.get_ident() != loop_thread:
             return
-        metrics.loop_blocked.labels(stats.route).inc()
+        metrics.loop_blocked.labels(stats.method, stats.route).inc()
         message = (
             f"{stats.route}: a sync Session ran a query on the event loop thread; "
             "every other request waited for it. Use AsyncDB in `async def` endpoints, "

@@ -4,21 +4,24 @@
     gateway_requests_in_progress          gauge      method, route, impl
     gateway_threadpool_capacity           gauge      threads that run legacy `def` endpoints
     gateway_threadpool_in_use             gauge      of those, busy
-    gateway_threadpool_wait_seconds       histogram  route: wait for a thread before the endpoint
-    gateway_threadpool_seconds_total      counter    route: thread-seconds spent running the route
+    gateway_threadpool_wait_seconds       histogram  method, route: wait for a thread
+    gateway_threadpool_seconds_total      counter    method, route: thread-seconds running the route
     gateway_db_pool_size                  gauge      engine (sync|async): connections the pool keeps
     gateway_db_pool_in_use                gauge      engine: checked out
     gateway_db_pool_idle                  gauge      engine: open and waiting in the pool
     gateway_db_pool_overflow              gauge      engine: open beyond the pool size
     gateway_db_pool_wait_seconds          histogram  engine: time to check a connection out
-    gateway_db_query_duration_seconds     histogram  route, impl: database time of one request
+    gateway_db_query_duration_seconds     histogram  method, route, impl: database time of a request
     gateway_event_loop_lag_seconds        histogram  how late a periodic tick fires
-    gateway_event_loop_blocked_total      counter    route: sync database calls made on the loop
+    gateway_event_loop_blocked_total      counter    method, route: sync database calls on the loop
+    gateway_route_implementations         gauge      route, impl: 1 for each implementation it has
     gateway_route_mode                    gauge      route, mode: 1 for the current mode
     gateway_route_canary_percent          gauge      route
     gateway_shadow_comparisons_total      counter    route, result (match|mismatch|error|dropped)
     gateway_route_rollbacks_total         counter    route
 
+Request metrics name a route by `method` and `route` (its path template);
+routing metrics by `route` = the route key, `METHOD /path/template`.
 Labels are bounded by construction: `route` is a route template (unmatched
 paths share `UNMATCHED`), `method` one of the standard methods or `OTHER`,
 `status` a status code. /metrics, /healthz, /readyz, /docs and /admin are not
@@ -50,6 +53,7 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 class RequestStats:
     """What one API request spent where; filled in by the session and database hooks."""
 
+    method: str = "OTHER"
     route: str = UNMATCHED
     db_seconds: float = 0.0
     thread_wait: float | None = None
@@ -82,10 +86,13 @@ class GatewayMetrics:
         self.threadpool_capacity = gauge("gateway_threadpool_capacity", "threads for `def`", ())
         self.threadpool_in_use = gauge("gateway_threadpool_in_use", "threads busy", ())
         self.threadpool_wait = histogram(
-            "gateway_threadpool_wait_seconds", "wait for a thread", ("route",), WAIT_BUCKETS
+            "gateway_threadpool_wait_seconds",
+            "wait for a thread",
+            ("method", "route"),
+            WAIT_BUCKETS,
         )
         self.threadpool_seconds = counter(
-            "gateway_threadpool_seconds", "thread-seconds spent in the route", ("route",)
+            "gateway_threadpool_seconds", "thread-seconds spent in the route", ("method", "route")
         )
         self.pool_size = gauge("gateway_db_pool_size", "pool size", ("engine",))
         self.pool_in_use = gauge("gateway_db_pool_in_use", "connections checked out", ("engine",))
@@ -97,14 +104,19 @@ class GatewayMetrics:
         self.db_query = histogram(
             "gateway_db_query_duration_seconds",
             "database time of one request",
-            ("route", "impl"),
+            ("method", "route", "impl"),
             buckets,
         )
         self.loop_lag = histogram(
             "gateway_event_loop_lag_seconds", "tick lateness", (), LAG_BUCKETS
         )
         self.loop_blocked = counter(
-            "gateway_event_loop_blocked", "sync database calls on the event loop", ("route",)
+            "gateway_event_loop_blocked",
+            "sync database calls on the event loop",
+            ("method", "route"),
+        )
+        self.route_implementations = gauge(
+            "gateway_route_implementations", "1 per implementation", ("route", "impl"), "livemax"
         )
         self.route_mode = gauge(
             "gateway_route_mode", "1 for the mode", ("route", "mode"), "livemax"
@@ -117,7 +129,7 @@ class GatewayMetrics:
         )
         self.rollbacks = counter("gateway_route_rollbacks", "automatic rollbacks", ("route",))
         self._durations: dict[tuple[str, str, str, int], Histogram] = {}
-        self._db_times: dict[tuple[str, str], Histogram] = {}
+        self._db_times: dict[tuple[str, str, str], Histogram] = {}
 
     def observe_request(
         self, method: str, route: str, impl: str, status: int, seconds: float, stats: RequestStats
@@ -131,13 +143,20 @@ class GatewayMetrics:
         child.observe(seconds)
         if impl == "none":
             return
-        db_child = self._db_times.get((route, impl))
+        db_child = self._db_times.get((method, route, impl))
         if db_child is None:
-            db_child = self._db_times[route, impl] = self.db_query.labels(route, impl)
+            db_child = self._db_times[method, route, impl] = self.db_query.labels(
+                method, route, impl
+            )
         db_child.observe(stats.db_seconds)
         if stats.thread_wait is not None:
-            self.threadpool_wait.labels(route).observe(stats.thread_wait)
-            self.threadpool_seconds.labels(route).inc(stats.thread_seconds)
+            self.threadpool_wait.labels(method, route).observe(stats.thread_wait)
+            self.threadpool_seconds.labels(method, route).inc(stats.thread_seconds)
+
+    def show_implementations(self, implementations: dict[str, set[str]]) -> None:
+        for route, impls in implementations.items():
+            for impl in impls:
+                self.route_implementations.labels(route, impl).set(1)
 
     def show_modes(self, modes: dict[str, RouteMode]) -> None:
         for route, mode in modes.items():

@@ -68,6 +68,7 @@ class RouteTable:
         self.stored: dict[str, route_store.StoredMode] = {}
         self.modes: dict[str, RouteMode] = self._effective({})
         metrics.show_modes(self.modes)
+        metrics.show_implementations({key: self.implementations(key) for key in self.routes})
         self.engine: AsyncEngine | None = None
         self.task_group: TaskGroup | None = None
 

@@ -69,7 +69,7 @@ def tag_with_impl(app: ASGIApp, impl: Impl, key: str, metrics: GatewayMetrics) -
         scope[SCOPE_IMPL] = impl
         stats = current_request.get()
         if stats is not None:
-            stats.route = template
+            stats.method, stats.route = method, template
         in_progress.inc()
         started = False
 
