@@ -52,10 +52,13 @@ async def keep_in_sync(table: RouteTable, engine: AsyncEngine, every: float) -> 
     """Run until cancelled: listen while possible, poll while not."""
     backoff = POLL_WHILE_DISCONNECTED
     while True:
+        listening = anyio.Event()
         try:
-            await _listen(table, engine, every)
+            await _listen(table, engine, every, listening)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             logger.warning("route listener lost (%s); polling every second", type(error).__name__)
+        if listening.is_set():
+            backoff = POLL_WHILE_DISCONNECTED
         with anyio.move_on_after(backoff):
             while True:
                 await reload_quietly(table)
@@ -63,7 +66,9 @@ async def keep_in_sync(table: RouteTable, engine: AsyncEngine, every: float) -> 
         backoff = min(backoff * 2, MAX_BACKOFF)
 
 
-async def _listen(table: RouteTable, engine: AsyncEngine, every: float) -> None:
+async def _listen(
+    table: RouteTable, engine: AsyncEngine, every: float, listening: anyio.Event
+) -> None:
     changed = anyio.Event()
     lost = anyio.Event()
 
@@ -78,6 +83,7 @@ async def _listen(table: RouteTable, engine: AsyncEngine, every: float) -> None:
     try:
         connection.add_termination_listener(on_lost)
         await connection.add_listener(CHANNEL, on_notify)
+        listening.set()
         await reload_quietly(table, connection)  # changes made before LISTEN began
         while not lost.is_set():
             with anyio.move_on_after(every):

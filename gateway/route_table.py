@@ -114,11 +114,9 @@ class RouteTable:
         event = await route_store.save_mode(
             self.engine, key, wanted, actor=actor, reason=reason, default=self.default_for(key)
         )
-        self.stored = {
-            **self.stored,
-            key: route_store.StoredMode(wanted, actor, reason, event["at"]),
-        }
-        self.set_local(key, wanted)
+        # A reload, not a local overwrite: a newer change from another instance may
+        # already have been applied here by the listener.
+        await self.reload()
         return event
 
     def roll_back(self, key: str, reason: str) -> None:

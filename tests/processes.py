@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 LOCALHOST = "127.0.0.1"
 GATEWAY_ENV_PREFIX = "GATEWAY_"
@@ -162,3 +162,54 @@ def stop_postgres_using(data_dir: Path, grace_seconds: float = 5.0) -> None:
     _, alive = psutil.wait_procs(processes, timeout=grace_seconds)
     for process in alive:
         process.kill()
+
+
+def process_family(pid: int) -> list[psutil.Process]:
+    """Process `pid` and its running descendants (empty when it has exited)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports that process `pid` or one of its descendants listens on."""
+    ports: set[int] = set()
+    for process in process_family(pid):
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN)
+    return ports
+
+
+def wait_until_listening(running: RunningProcess, deadline_seconds: float) -> bool:
+    """Wait until the process itself listens on its port; False if it exits first.
+
+    Another program that took the port in the meantime may answer HTTP there,
+    so only the socket's owner tells that the process is the one serving.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            return False
+        if running.port in listening_ports(running.process.pid):
+            return True
+        time.sleep(POLL_SECONDS)
+    raise ProcessFailed(
+        f"not listening on {running.port} within {deadline_seconds} s:\n" + running.log()
+    )
+
+
+def stop_processes(processes: Sequence[psutil.Process], grace_seconds: float = 5.0) -> None:
+    """SIGTERM, by PID, those of `processes` still running; SIGKILL them after `grace_seconds`."""
+    alive = [process for process in processes if process.is_running()]
+    for process in alive:
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, remaining = psutil.wait_procs(alive, timeout=grace_seconds)
+    for process in remaining:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
