@@ -6,7 +6,8 @@ For each route in canary mode the guard keeps the outcomes of the last
 
 - async's share of 5xx answers exceeds legacy's by more than `error_margin`
   (0.05 = five percentage points), or
-- async's p95 latency exceeds `latency_ratio` times legacy's.
+- async's p95 latency exceeds `latency_ratio` times legacy's, and by more
+  than `latency_floor` seconds (so noise on a fast route cannot trigger it).
 
 The guard only decides; the route table stores the rollback (on every
 instance, with the reason as the event's why).
@@ -14,6 +15,7 @@ instance, with the reason as the event's why).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,8 +32,9 @@ class Outcome:
 
 
 def p95(outcomes: deque[Outcome]) -> float:
+    """Nearest-rank 95th percentile."""
     ordered = sorted(outcome.seconds for outcome in outcomes)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 def error_rate(outcomes: deque[Outcome]) -> float:
@@ -46,8 +49,10 @@ class CanaryGuard:
         min_requests: int,
         error_margin: float,
         latency_ratio: float,
+        latency_floor: float,
         roll_back: Callable[[str, str], None],
     ) -> None:
+        self.latency_floor = latency_floor
         self.window = window
         self.min_requests = min_requests
         self.error_margin = error_margin
@@ -83,7 +88,8 @@ class CanaryGuard:
                 f"({len(migrated)} async / {len(legacy)} legacy requests in {self.window:g} s)"
             )
         legacy_p95, async_p95 = p95(legacy), p95(migrated)
-        if async_p95 > self.latency_ratio * legacy_p95:
+        slower = async_p95 - legacy_p95 > self.latency_floor
+        if slower and async_p95 > self.latency_ratio * legacy_p95:
             return (
                 f"automatic rollback: async p95 {async_p95 * 1000:.1f} ms exceeds "
                 f"{self.latency_ratio:g} x legacy's {legacy_p95 * 1000:.1f} ms "

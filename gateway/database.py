@@ -64,6 +64,7 @@ def create_sync_engine(settings: Settings, database_url: str) -> Engine:
         pool_size=settings.sync_pool_size,
         max_overflow=settings.sync_max_overflow,
         pool_timeout=settings.pool_timeout,
+        pool_pre_ping=settings.pool_pre_ping,
         connect_args=sync_connect_args(settings),
     )
 
@@ -74,6 +75,7 @@ def create_async_engine_for(settings: Settings, database_url: str) -> AsyncEngin
         pool_size=settings.async_pool_size,
         max_overflow=settings.async_max_overflow,
         pool_timeout=settings.pool_timeout,
+        pool_pre_ping=settings.pool_pre_ping,
         connect_args=async_connect_args(settings),
     )
 

@@ -15,6 +15,12 @@ Exception tree handled here:
     RequestValidationError  422     bad body, path or query: `details.fields` names each field
     IntegrityError          409     a constraint refused a write; the message comes from
                                     the constraint's name, never from the SQL
+    sqlalchemy TimeoutError 503     no pool connection within the pool timeout
+    DBAPIError              504     the statement timeout cancelled a query
+                            503     the database is unreachable or went away
+                            500     anything else the database refused
+    ConnectionError, asyncpg connection errors
+                            503     the database cannot be reached at all
     any other exception     500     logged with its traceback, answered without it
 """
 
@@ -25,11 +31,13 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+from asyncpg import exceptions as asyncpg_errors
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 logger = logging.getLogger("gateway.errors")
@@ -95,9 +103,50 @@ def constraint_name(error: IntegrityError) -> str | None:
     return getattr(cause, "constraint_name", None)
 
 
+RETRY_AFTER = {"Retry-After": "1"}
+QUERY_CANCELED = "57014"
+UNAVAILABLE_STATES = ("08", "57P")  # connection exceptions; admin shutdown, crash, cannot connect
+
+
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    headers = RETRY_AFTER if exc.status_code == 503 else None
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+
+def sqlstate(error: DBAPIError) -> str:
+    original = error.orig
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if state is None:
+        state = getattr(getattr(original, "__cause__", None), "sqlstate", None)
+    return str(state or "")
+
+
+def database_unavailable() -> JSONResponse:
+    message = "the database is unavailable; retry shortly"
+    return error_response(503, "unavailable", message, {"resource": "database"}, RETRY_AFTER)
+
+
+async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    message = "no database connection was free within the pool timeout"
+    return error_response(503, "unavailable", message, {"resource": "connections"}, RETRY_AFTER)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    state = sqlstate(exc)
+    if state == QUERY_CANCELED:
+        message = "the query took longer than the statement timeout"
+        return error_response(504, "query_timeout", message)
+    if exc.connection_invalidated or state.startswith(UNAVAILABLE_STATES) or not state:
+        logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        return database_unavailable()
+    return await _unexpected_error(request, exc)
+
+
+async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unreachable: %s", type(exc).__name__)
+    return database_unavailable()
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -140,4 +189,13 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
+    # Raised raw by asyncpg while it connects, before SQLAlchemy can wrap them.
+    for unreachable in (
+        ConnectionError,
+        asyncpg_errors.PostgresConnectionError,
+        asyncpg_errors.OperatorInterventionError,
+    ):
+        app.add_exception_handler(unreachable, _unreachable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -23,8 +23,10 @@ from gateway.admin import router as admin_router
 from gateway.database import Database, open_database, probe_pgvector, warn_if_pool_starves_threads
 from gateway.errors import install_error_handlers
 from gateway.exposition import router as metrics_router
+from gateway.gates import ConnectionGate, ThreadGate
 from gateway.health import router as health_router
 from gateway.instrumentation import instrument, watch_loop
+from gateway.limits import BodyLimitMiddleware
 from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.route_sync import keep_in_sync, reload_quietly
@@ -79,7 +81,15 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
             await probe_pgvector(active)
             anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
             warn_if_pool_starves_threads(settings)
-            app.state.gateway = GatewayState(settings=settings, database=active, database_url=url)
+            threads = ThreadGate(
+                settings.threadpool_size,
+                max_queue=settings.threadpool_max_queue,
+                max_wait=settings.threadpool_max_wait,
+            )
+            connections = ConnectionGate(
+                settings.async_pool_capacity, max_wait=settings.pool_timeout
+            )
+            app.state.gateway = GatewayState(settings, active, url, threads, connections)
             table: RouteTable = app.state.route_table
             metrics: GatewayMetrics = app.state.metrics
             stack.callback(
@@ -93,7 +103,7 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
                 background.start_soon(
                     keep_in_sync, table, active.async_engine, settings.route_reload_seconds
                 )
-                background.start_soon(watch_loop, active, metrics)
+                background.start_soon(watch_loop, active, metrics, threads.limiter)
                 yield
                 background.cancel_scope.cancel()
             del app.state.gateway
@@ -137,6 +147,7 @@ def create_app(
     metrics = GatewayMetrics(registry, settings.metrics_buckets)
     app.state.metrics_registry = registry
     app.state.metrics = metrics
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
     paired = pair_routes(app, legacy, migrated, metrics)
     table = RouteTable([route for route, _ in paired], settings, metrics)

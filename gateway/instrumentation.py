@@ -124,8 +124,7 @@ def pools(database: Database) -> dict[str, Pool]:
     return {"sync": database.sync_engine.pool, "async": database.async_engine.pool}
 
 
-def sample(database: Database, metrics: GatewayMetrics) -> None:
-    limiter = anyio.to_thread.current_default_thread_limiter()
+def sample(database: Database, metrics: GatewayMetrics, limiter: anyio.CapacityLimiter) -> None:
     metrics.threadpool_capacity.set(limiter.total_tokens)
     metrics.threadpool_in_use.set(limiter.borrowed_tokens)
     for name, pool in pools(database).items():
@@ -138,10 +137,12 @@ def sample(database: Database, metrics: GatewayMetrics) -> None:
         metrics.pool_overflow.labels(name).set(max(pool.overflow(), 0))  # type: ignore[attr-defined]
 
 
-async def watch_loop(database: Database, metrics: GatewayMetrics) -> None:
+async def watch_loop(
+    database: Database, metrics: GatewayMetrics, limiter: anyio.CapacityLimiter
+) -> None:
     """Until cancelled: measure how late each tick fires, and sample the gauges."""
     while True:
         began = time.perf_counter()
         await anyio.sleep(SAMPLE_EVERY_SECONDS)
         metrics.loop_lag.observe(max(0.0, time.perf_counter() - began - SAMPLE_EVERY_SECONDS))
-        sample(database, metrics)
+        sample(database, metrics, limiter)

@@ -63,6 +63,7 @@ class RouteTable:
             min_requests=settings.rollback_min_requests,
             error_margin=settings.rollback_error_margin,
             latency_ratio=settings.rollback_latency_ratio,
+            latency_floor=settings.rollback_latency_floor_ms / 1000,
             roll_back=self.roll_back,
         )
         self.stored: dict[str, route_store.StoredMode] = {}

@@ -35,9 +35,8 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from gateway.database import Database
 from gateway.metrics import current_request
-from gateway.state import gateway_state
+from gateway.state import GatewayState, gateway_state
 
 logger = logging.getLogger("gateway.sessions")
 
@@ -54,10 +53,20 @@ class RequestSessions:
     transaction is rolled back when the session is finished.
     """
 
-    __slots__ = ("_database", "_outer", "async_session", "discarding", "sync_session")
+    __slots__ = (
+        "_database",
+        "_outer",
+        "async_session",
+        "connections",
+        "discarding",
+        "sync_session",
+        "threads",
+    )
 
-    def __init__(self, database: Database, *, discarding: bool = False) -> None:
-        self._database = database
+    def __init__(self, state: GatewayState, *, discarding: bool = False) -> None:
+        self._database = state.database
+        self.threads = state.threads
+        self.connections = state.connections
         self.discarding = discarding
         self.sync_session: Session | None = None
         self.async_session: AsyncSession | None = None
@@ -120,7 +129,7 @@ class RequestSessions:
 
 async def request_sessions(request: Request) -> RequestSessions:
     discarding = bool(request.scope.get(SCOPE_SHADOW, False))
-    return RequestSessions(gateway_state(request.app).database, discarding=discarding)
+    return RequestSessions(gateway_state(request.app), discarding=discarding)
 
 
 RequestSessionsDep = Annotated[RequestSessions, Depends(request_sessions)]
@@ -177,7 +186,11 @@ def bind_sessions(endpoint: Callable[..., Any], kinds: set[str], where: str) -> 
     is_async = inspect.iscoroutinefunction(endpoint)
     if not is_async and "async" in kinds:
         raise SessionMisuse(f"{where}: a `def` endpoint cannot use an AsyncSession (AsyncDB)")
-    wrapper: Any = _async_wrapper(endpoint) if is_async else _threaded_wrapper(endpoint)
+    wrapper: Any = (
+        _async_wrapper(endpoint, admitted="async" in kinds)
+        if is_async
+        else _threaded_wrapper(endpoint)
+    )
     functools.update_wrapper(wrapper, endpoint)
     del wrapper.__wrapped__  # FastAPI must read the signature below, not the endpoint's
     wrapper.__signature__ = _signature_with_sessions(endpoint)
@@ -203,24 +216,34 @@ def _threaded_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Awaitable[A
         return result
 
     async def run_in_thread(**kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(run_with_session, kwargs, time.perf_counter())
+        gate = kwargs[SESSIONS_PARAMETER].threads
+        return await gate.run(run_with_session, kwargs, time.perf_counter())
 
     return run_in_thread
 
 
-def _async_wrapper(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _async_wrapper(
+    endpoint: Callable[..., Awaitable[Any]], *, admitted: bool
+) -> Callable[..., Awaitable[Any]]:
     async def run_with_session(**kwargs: Any) -> Any:
         sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
         try:
             await sessions.isolate_async()
             result = await endpoint(**kwargs)
         except BaseException:
-            await _finish_both(sessions, commit=False)
+            # Shielded: a cancelled request (the client went away) still rolls back
+            # and returns its connection before the cancellation goes on.
+            with anyio.CancelScope(shield=True):
+                await _finish_both(sessions, commit=False)
             raise
         await _finish_both(sessions, commit=True)
         return result
 
-    return run_with_session
+    async def run_admitted(**kwargs: Any) -> Any:
+        async with kwargs[SESSIONS_PARAMETER].connections.admitted():
+            return await run_with_session(**kwargs)
+
+    return run_admitted if admitted else run_with_session
 
 
 async def _finish_both(sessions: RequestSessions, *, commit: bool) -> None:

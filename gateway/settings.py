@@ -54,6 +54,18 @@ class Settings(BaseSettings):
     pool_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
         default=10.0, description="seconds to wait for a pool connection"
     )
+    pool_pre_ping: bool = Field(
+        default=True, description="test each connection on checkout (survives database restarts)"
+    )
+    threadpool_max_queue: Annotated[int, Field(ge=0)] = Field(
+        default=1000, description="legacy requests that may wait for a thread; more get 503"
+    )
+    threadpool_max_wait: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10.0, description="seconds a legacy request may wait for a thread"
+    )
+    max_body_bytes: Annotated[int, Field(ge=1)] = Field(
+        default=1_048_576, description="largest request body accepted; larger get 413"
+    )
     statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         default=30_000, description="PostgreSQL statement_timeout for both engines (0: none)"
     )
@@ -94,6 +106,9 @@ class Settings(BaseSettings):
     rollback_latency_ratio: Annotated[float, Field(gt=1)] = Field(
         default=2.0, description="async p95 / legacy p95 that triggers a rollback"
     )
+    rollback_latency_floor_ms: Annotated[float, Field(ge=0)] = Field(
+        default=50.0, description="async p95 must also exceed legacy's by this much"
+    )
     log_level: LogLevel = Field(default="INFO", description="gateway log level")
     metrics_buckets: list[float] = Field(
         default_factory=lambda: list(DEFAULT_BUCKETS),
@@ -125,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def sync_pool_capacity(self) -> int:
         return self.sync_pool_size + self.sync_max_overflow
+
+    @property
+    def async_pool_capacity(self) -> int:
+        return self.async_pool_size + self.async_max_overflow
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp
 
 from gateway.database import Database
+from gateway.gates import ConnectionGate, ThreadGate
 from gateway.settings import Settings
 
 
@@ -15,6 +16,8 @@ class GatewayState:
     settings: Settings
     database: Database
     database_url: str
+    threads: ThreadGate
+    connections: ConnectionGate
 
 
 class GatewayNotStarted(RuntimeError):

@@ -1,0 +1,278 @@
+"""Shadow mode on a real app: the primary answers; the twin runs afterwards, read-only, compared."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
+
+from gateway import AsyncDB, Settings, SyncDB, create_app
+from gateway.database import sync_url
+from gateway.queries import create
+from gateway.shadow import comparable, readable_diff
+from shared_models.models import User
+from tests.helpers import IMPL_HEADER, assert_error, serving
+
+pytestmark = pytest.mark.anyio
+
+USER_ROUTE = "GET /users/{user_id}"
+PROBE_ROUTE = "GET /probe/{n}"
+AUTH = {"Authorization": "Bearer s3cret"}
+HANGING_SECONDS = 30.0
+WRITTEN_NAME = "Shadow Writer"
+
+
+class Probe(BaseModel):
+    n: int
+    side: str
+
+
+def probe_routers(
+    async_side: str = "async", async_delay: float = 0.0, async_fails: bool = False
+) -> dict[str, Any]:
+    """A GET /probe/{n} pair with one contract; the async twin may differ, lag or fail."""
+    legacy, migrated = APIRouter(), APIRouter()
+
+    @legacy.get("/probe/{n}", response_model=Probe)
+    def probe_legacy(n: int) -> Probe:
+        return Probe(n=n, side="legacy")
+
+    @migrated.get("/probe/{n}", response_model=Probe)
+    async def probe_async(n: int) -> Probe:
+        await anyio.sleep(async_delay)
+        if async_fails:
+            raise RuntimeError("the async twin fails")
+        return Probe(n=n, side=async_side)
+
+    return {"legacy_routers": [legacy], "async_routers": [migrated]}
+
+
+def writing_routers(email: str) -> dict[str, Any]:
+    """A GET /probe/{n} pair whose twins both try to insert a user, each in its own idiom."""
+    legacy, migrated = APIRouter(), APIRouter()
+
+    @legacy.get("/probe/{n}", response_model=Probe)
+    def probe_legacy(n: int, db: SyncDB) -> Probe:
+        db.add(User(email=f"legacy.{n}.{email}", name=WRITTEN_NAME))
+        db.commit()
+        return Probe(n=n, side="same")
+
+    @migrated.get("/probe/{n}", response_model=Probe)
+    async def probe_async(n: int, db: AsyncDB) -> Probe:
+        await create(db, User(email=f"async.{n}.{email}", name=WRITTEN_NAME))
+        return Probe(n=n, side="same")
+
+    return {"legacy_routers": [legacy], "async_routers": [migrated]}
+
+
+def real_app(url: str, routers: dict[str, Any] | None = None, **overrides: Any) -> FastAPI:
+    settings = Settings(
+        database_url=url, log_level="WARNING", admin_tokens={"ops": "s3cret"}, **overrides
+    )
+    return create_app(settings, **(routers or {}))
+
+
+async def put_mode(client: httpx.AsyncClient, key: str, **change: Any) -> httpx.Response:
+    return await client.put("/admin/routes/" + quote(key, safe=""), json=change, headers=AUTH)
+
+
+async def set_mode(client: httpx.AsyncClient, key: str, **change: Any) -> None:
+    response = await put_mode(client, key, **change)
+    assert response.status_code == 200, response.text
+
+
+async def shadow_on(client: httpx.AsyncClient, key: str, primary: str = "legacy") -> None:
+    await set_mode(client, key, mode="shadow", primary=primary, reason="compare")
+
+
+async def report(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
+    response = await client.get("/admin/shadow/mismatches", params={"route": key})
+    assert response.status_code == 200, response.text
+    routes: list[dict[str, Any]] = response.json()["routes"]
+    return routes[0] if routes else {"counts": {}, "mismatches": []}
+
+
+async def settled_report(
+    client: httpx.AsyncClient, key: str, runs: int, seconds: float = 10
+) -> dict[str, Any]:
+    """The route's report once `runs` shadows have finished (or the deadline has passed)."""
+    deadline = time.monotonic() + seconds
+    found = await report(client, key)
+    while sum(found["counts"].values()) < runs and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
+        found = await report(client, key)
+    return found
+
+
+@pytest.fixture
+def engine(committed_database: str) -> Iterator[Engine]:
+    owned = create_engine(sync_url(committed_database), poolclass=NullPool)
+    yield owned
+    owned.dispose()
+
+
+def users_written(engine: Engine) -> int:
+    with engine.connect() as connection:
+        query = text("SELECT count(*) FROM users WHERE name = :name")
+        return int(connection.execute(query, {"name": WRITTEN_NAME}).scalar_one())
+
+
+async def test_client_always_gets_the_primary_answer(committed_database: str) -> None:
+    user_ids = [1, 4, 10, 12, 999]
+    async with serving(real_app(committed_database)) as client:
+        plain = [await client.get(f"/users/{user_id}") for user_id in user_ids]
+        await shadow_on(client, USER_ROUTE)
+        shadowed = [await client.get(f"/users/{user_id}") for user_id in user_ids]
+
+    assert [r.status_code for r in shadowed] == [200, 200, 200, 200, 404]
+    assert {r.headers[IMPL_HEADER] for r in plain} == {"legacy"}
+    assert {r.headers[IMPL_HEADER] for r in shadowed} == {"legacy"}
+    assert [r.content for r in shadowed] == [r.content for r in plain]
+
+
+async def test_async_primary_answers_with_async(committed_database: str) -> None:
+    async with serving(real_app(committed_database)) as client:
+        await shadow_on(client, USER_ROUTE, primary="async")
+        responses = [await client.get(f"/users/{user_id}") for user_id in (2, 3)]
+    assert {r.headers[IMPL_HEADER] for r in responses} == {"async"}
+    assert [r.json()["id"] for r in responses] == [2, 3]
+
+
+async def test_identical_twins_count_as_matches(committed_database: str) -> None:
+    user_ids = [1, 5, 10, 999]
+    async with serving(real_app(committed_database)) as client:
+        await shadow_on(client, USER_ROUTE)
+        for user_id in user_ids:
+            await client.get(f"/users/{user_id}")
+        found = await settled_report(client, USER_ROUTE, runs=len(user_ids))
+    assert found["counts"] == {"match": len(user_ids), "mismatch": 0, "error": 0, "dropped": 0}
+    assert found["mismatches"] == []
+
+
+async def test_a_differing_twin_is_recorded_with_a_readable_diff(committed_database: str) -> None:
+    async with serving(real_app(committed_database, probe_routers())) as client:
+        await shadow_on(client, PROBE_ROUTE)
+        response = await client.get("/probe/7", params={"verbose": "1"})
+        found = await settled_report(client, PROBE_ROUTE, runs=1)
+
+    assert response.json() == {"n": 7, "side": "legacy"}
+    assert found["counts"]["mismatch"] == 1
+    mismatch = found["mismatches"][0]
+    assert (mismatch["primary_status"], mismatch["shadow_status"]) == (200, 200)
+    assert (mismatch["path"], mismatch["query"]) == ("/probe/7", "verbose=1")
+    removed = [line for line in mismatch["diff"].splitlines() if line.startswith("-  ")]
+    added = [line for line in mismatch["diff"].splitlines() if line.startswith("+  ")]
+    assert [line.strip("-+ ,") for line in removed] == ['"side": "legacy"']
+    assert [line.strip("-+ ,") for line in added] == ['"side": "async"']
+
+
+async def test_ignored_fields_turn_a_difference_into_a_match(committed_database: str) -> None:
+    ignore = {PROBE_ROUTE: ["side"]}
+    app = real_app(committed_database, probe_routers(), shadow_ignore_fields=ignore)
+    async with serving(app) as client:
+        await shadow_on(client, PROBE_ROUTE)
+        await client.get("/probe/7")
+        found = await settled_report(client, PROBE_ROUTE, runs=1)
+    assert found["counts"] == {"match": 1, "mismatch": 0, "error": 0, "dropped": 0}
+
+
+async def test_a_failing_twin_is_a_status_mismatch(committed_database: str) -> None:
+    app = real_app(committed_database, probe_routers(async_side="legacy", async_fails=True))
+    async with serving(app) as client:
+        await shadow_on(client, PROBE_ROUTE)
+        response = await client.get("/probe/3")
+        found = await settled_report(client, PROBE_ROUTE, runs=1)
+    assert response.status_code == 200
+    assert found["counts"]["mismatch"] == 1
+    mismatch = found["mismatches"][0]
+    assert (mismatch["primary_status"], mismatch["shadow_status"]) == (200, 500)
+    assert "internal_error" in mismatch["diff"]
+
+
+async def test_a_hanging_shadow_neither_delays_the_primary_nor_lingers(
+    committed_database: str,
+) -> None:
+    routers = probe_routers(async_delay=HANGING_SECONDS)
+    app = real_app(committed_database, routers, shadow_timeout=0.5)
+    async with serving(app) as client:
+        await shadow_on(client, PROBE_ROUTE)
+        started = time.perf_counter()
+        response = await client.get("/probe/1")
+        primary_seconds = time.perf_counter() - started
+        found = await settled_report(client, PROBE_ROUTE, runs=1, seconds=5)
+
+    assert response.json() == {"n": 1, "side": "legacy"}
+    assert primary_seconds < 0.5
+    assert found["counts"] == {"match": 0, "mismatch": 0, "error": 1, "dropped": 0}
+
+
+async def test_shadows_beyond_the_limit_are_dropped(committed_database: str) -> None:
+    routers = probe_routers(async_delay=HANGING_SECONDS)
+    app = real_app(committed_database, routers, shadow_max_concurrent=1, shadow_timeout=60)
+    async with serving(app) as client:
+        await shadow_on(client, PROBE_ROUTE)
+        first = await client.get("/probe/1")
+        second = await client.get("/probe/2")
+        found = await report(client, PROBE_ROUTE)
+
+    assert [first.status_code, second.status_code] == [200, 200]
+    assert found["counts"] == {"match": 0, "mismatch": 0, "error": 0, "dropped": 1}
+
+
+@pytest.mark.parametrize(
+    "primary",
+    [
+        pytest.param("legacy", id="async-shadow-creates-and-flushes"),
+        pytest.param("async", id="legacy-shadow-adds-and-commits"),
+    ],
+)
+async def test_a_shadow_never_writes(committed_database: str, engine: Engine, primary: str) -> None:
+    email = f"{uuid.uuid4().hex[:8]}@example.com"
+    async with serving(real_app(committed_database, writing_routers(email))) as client:
+        await set_mode(client, PROBE_ROUTE, mode=primary)
+        await client.get("/probe/1")
+        written_by_primary = users_written(engine)
+        await shadow_on(client, PROBE_ROUTE, primary=primary)
+        await client.get("/probe/2")
+        found = await settled_report(client, PROBE_ROUTE, runs=1)
+        written_with_shadow = users_written(engine)
+
+    assert written_by_primary == 1
+    assert found["counts"]["match"] == 1
+    assert written_with_shadow == written_by_primary + 1
+
+
+async def test_shadow_is_refused_for_methods_that_write(committed_database: str) -> None:
+    async with serving(real_app(committed_database)) as client:
+        response = await put_mode(client, "POST /users", mode="shadow")
+        events = (await client.get("/admin/routes/events")).json()
+    details = assert_error(response, 422, "invalid_request")
+    assert "GET" in response.json()["error"]["message"]
+    assert "HEAD" in response.json()["error"]["message"]
+    assert details["method"] == "POST"
+    assert events == []
+
+
+def test_comparison_ignores_key_order_and_ignored_fields_at_any_depth() -> None:
+    ignored = frozenset({"created_at"})
+    left = b'{"a": 1, "b": [{"x": 1, "created_at": "t1"}], "created_at": "t1"}'
+    right = b'{"b": [{"created_at": "t2", "x": 1}], "a": 1, "created_at": "t2"}'
+    assert comparable(left, ignored) == comparable(right, ignored)
+    assert comparable(left, frozenset()) != comparable(right, frozenset())
+    assert comparable(b"not json", ignored) == "not json"
+
+
+def test_readable_diff_shows_only_the_differing_field() -> None:
+    diff = readable_diff({"n": 1, "side": "a"}, {"n": 1, "side": "b"}, ("left", "right"))
+    changed = [line for line in diff.splitlines() if line[:1] in "+-"]
+    assert changed == ["--- left", "+++ right", '-  "side": "a"', '+  "side": "b"']
