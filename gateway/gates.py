@@ -41,16 +41,22 @@ class ThreadGate:
         return self.limiter.statistics().tasks_waiting
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        if self.limiter.available_tokens == 0 and self.queued >= self.max_queue:
+        try:
+            self.limiter.acquire_nowait()  # the common case: no queue, no timer
+        except anyio.WouldBlock:
+            await self._wait_for_thread()
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=self._handover)
+        finally:
+            self.limiter.release()
+
+    async def _wait_for_thread(self) -> None:
+        if self.queued >= self.max_queue:
             raise busy(f"all threads are busy and {self.queued} requests wait for one", "threads")
         with anyio.move_on_after(self.max_wait) as waited:
             await self.limiter.acquire()
         if waited.cancelled_caught:
             raise busy(f"no thread was free within {self.max_wait:g} s", "threads")
-        try:
-            return await anyio.to_thread.run_sync(function, *args, limiter=self._handover)
-        finally:
-            self.limiter.release()
 
 
 class ConnectionGate:
@@ -60,11 +66,17 @@ class ConnectionGate:
 
     @asynccontextmanager
     async def admitted(self) -> AsyncIterator[None]:
-        with anyio.move_on_after(self.max_wait) as waited:
-            await self.semaphore.acquire()
-        if waited.cancelled_caught:
-            raise busy(f"no database connection was free within {self.max_wait:g} s", "connections")
+        try:
+            self.semaphore.acquire_nowait()  # free slot and nobody waiting: no timer needed
+        except anyio.WouldBlock:
+            await self._wait_in_line()
         try:
             yield
         finally:
             self.semaphore.release()
+
+    async def _wait_in_line(self) -> None:
+        with anyio.move_on_after(self.max_wait) as waited:
+            await self.semaphore.acquire()
+        if waited.cancelled_caught:
+            raise busy(f"no database connection was free within {self.max_wait:g} s", "connections")
