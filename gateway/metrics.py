@@ -35,14 +35,16 @@ import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.asgi import StatusRecorder
 from gateway.modes import MODES, RouteMode
 
 UNMATCHED = "UNMATCHED"
+UNROUTED = frozenset({404, 405})  # no API route took the request
+NOT_API = ("/admin", "/metrics", "/healthz", "/readyz", "/docs", "/openapi.json", "/redoc")
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SCOPE_IMPL = "gateway.impl"
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
@@ -187,28 +189,20 @@ class MetricsMiddleware:
             return
         stats = RequestStats()
         token = current_request.set(stats)
-        status = 500
+        recorder = StatusRecorder(send)
         started = time.perf_counter()
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, recorder)
         finally:
             current_request.reset(token)
-            self._record(metrics, scope, status, time.perf_counter() - started, stats)
+            self._record(metrics, scope, recorder.status, time.perf_counter() - started, stats)
 
     @staticmethod
     def _record(
         metrics: GatewayMetrics, scope: Scope, status: int, seconds: float, stats: RequestStats
     ) -> None:
         impl = scope.get(SCOPE_IMPL)
-        route: Any = scope.get("route")
-        if impl is None and route is not None:
+        if impl is None and (status not in UNROUTED or scope["path"].startswith(NOT_API)):
             return  # health, metrics, docs, admin: not API routes
         template = UNMATCHED if impl is None else stats.route
         metrics.observe_request(

@@ -21,9 +21,10 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import route_store
+from gateway.asgi import StatusRecorder
 from gateway.canary_guard import CanaryGuard
 from gateway.metrics import GatewayMetrics
 from gateway.modes import Impl, RouteMode, default_mode, validate_change
@@ -171,19 +172,12 @@ class RouteTable:
         self, key: str, mode: RouteMode, scope: Scope, receive: Receive, send: Send
     ) -> None:
         impl = mode.choose(header_value(scope, self.sticky_header))
-        status = 500
+        recorder = StatusRecorder(send)
         started = time.perf_counter()
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.routes[key].implementations[impl](scope, receive, send_with_status)
+            await self.routes[key].implementations[impl](scope, receive, recorder)
         finally:
-            self.guard.record(key, impl, status, time.perf_counter() - started)
+            self.guard.record(key, impl, recorder.status, time.perf_counter() - started)
 
     def describe(self) -> list[dict[str, Any]]:
         described = []
