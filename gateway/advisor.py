@@ -75,7 +75,7 @@ def from_gateway(url: str, window: float) -> Series:
 def from_prometheus(url: str, window: float) -> Series:
     seconds = max(1, round(window))
     queries = {
-        name: f"sum by ({GROUPING}) (rate({name}[{seconds}s])) * {seconds}" for name in COUNTERS
+        name: f"sum by ({GROUPING}) (rate({name}[{seconds}s])) * {window:g}" for name in COUNTERS
     }
     queries.update({name: f"max by (route, impl, mode) ({name})" for name in GAUGES})
     series: Series = {}

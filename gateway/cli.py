@@ -278,7 +278,12 @@ def report(
     prometheus: Annotated[
         str | None, typer.Option(help="a Prometheus server to query instead of the gateway")
     ] = None,
-    window: Annotated[float, typer.Option(min=0.1, help="seconds of traffic to look at")] = 10.0,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="seconds of traffic to look at [10 from a gateway, 60 from Prometheus]"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Rank the routes by what moving them to async would free, and show migration progress."""
@@ -287,6 +292,7 @@ def report(
 
     from gateway import advisor
 
+    window = window or (60.0 if prometheus else 10.0)
     try:
         series = (
             advisor.from_prometheus(prometheus, window)
@@ -297,6 +303,13 @@ def report(
         typer.secho(f"cannot read metrics: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     result = advisor.build_report(series, window)
+    if not any(route.requests_per_second for route in result.routes):
+        typer.secho(
+            f"no requests in the last {window:g} s (from Prometheus, the window must span "
+            "at least two scrapes)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
