@@ -132,6 +132,7 @@ class GatewayMetrics:
         self.rollbacks = counter("gateway_route_rollbacks", "automatic rollbacks", ("route",))
         self._durations: dict[tuple[str, str, str, int], Histogram] = {}
         self._db_times: dict[tuple[str, str, str], Histogram] = {}
+        self._threads: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
 
     def observe_request(
         self, method: str, route: str, impl: str, status: int, seconds: float, stats: RequestStats
@@ -152,8 +153,18 @@ class GatewayMetrics:
             )
         db_child.observe(stats.db_seconds)
         if stats.thread_wait is not None:
-            self.threadpool_wait.labels(method, route).observe(stats.thread_wait)
-            self.threadpool_seconds.labels(method, route).inc(stats.thread_seconds)
+            wait, busy = self._thread_children(method, route)
+            wait.observe(stats.thread_wait)
+            busy.inc(stats.thread_seconds)
+
+    def _thread_children(self, method: str, route: str) -> tuple[Histogram, Counter]:
+        children = self._threads.get((method, route))
+        if children is None:
+            children = self._threads[method, route] = (
+                self.threadpool_wait.labels(method, route),
+                self.threadpool_seconds.labels(method, route),
+            )
+        return children
 
     def show_implementations(self, implementations: dict[str, set[str]]) -> None:
         for route, impls in implementations.items():
