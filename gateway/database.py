@@ -9,11 +9,12 @@ serialised (see `gateway.sessions`).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,6 +30,7 @@ logger = logging.getLogger("gateway.database")
 SYNC_DRIVER = "postgresql+psycopg"
 ASYNC_DRIVER = "postgresql+asyncpg"
 APPLICATION_NAME = "gateway"
+IDLE_SINCE = "gateway_idle_since"
 
 
 def base_url(database_url: str) -> URL:
@@ -59,25 +61,52 @@ def async_connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def create_sync_engine(settings: Settings, database_url: str) -> Engine:
-    return create_engine(
+    engine = create_engine(
         sync_url(database_url),
         pool_size=settings.sync_pool_size,
         max_overflow=settings.sync_max_overflow,
         pool_timeout=settings.pool_timeout,
-        pool_pre_ping=settings.pool_pre_ping,
         connect_args=sync_connect_args(settings),
     )
+    ping_when_idle(engine, settings.pool_ping_idle_seconds)
+    return engine
 
 
 def create_async_engine_for(settings: Settings, database_url: str) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(database_url),
         pool_size=settings.async_pool_size,
         max_overflow=settings.async_max_overflow,
         pool_timeout=settings.pool_timeout,
-        pool_pre_ping=settings.pool_pre_ping,
         connect_args=async_connect_args(settings),
     )
+    ping_when_idle(engine.sync_engine, settings.pool_ping_idle_seconds)
+    return engine
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Test a connection as it leaves the pool if it sat idle for `idle_seconds` or more.
+
+    A connection that failed the test is replaced before the request sees it, so
+    a restarted database costs no failed request once it is back. Busy
+    connections skip the round trip: if the database goes away under load, the
+    first error invalidates every connection of the pool instead.
+    """
+
+    def stamp(dbapi_connection: Any, record: Any) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    def test(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get(IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("connection failed its test after idling") from error
+
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", test)
 
 
 @dataclass

@@ -55,7 +55,7 @@ async def keep_in_sync(table: RouteTable, engine: AsyncEngine, every: float) -> 
         listening = anyio.Event()
         try:
             await _listen(table, engine, every, listening)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except Exception as error:  # whatever happened to it, the listener must not stop the app
             logger.warning("route listener lost (%s); polling every second", type(error).__name__)
         if listening.is_set():
             backoff = POLL_WHILE_DISCONNECTED

@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     pool_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
         default=10.0, description="seconds to wait for a pool connection"
     )
-    pool_pre_ping: bool = Field(
-        default=True, description="test each connection on checkout (survives database restarts)"
+    pool_ping_idle_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=1.0,
+        description="test a connection at checkout when it sat idle this long (0: every checkout)",
     )
     threadpool_max_queue: Annotated[int, Field(ge=0)] = Field(
         default=1000, description="legacy requests that may wait for a thread; more get 503"
