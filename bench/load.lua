@@ -1,0 +1,207 @@
+-- wrk script: random ids, warm-up on the measured connections, real per-request latency.
+--
+-- Arguments (after `--`): path template ("/users/{id}" or a fixed path), warm-up seconds,
+-- highest id. Each request's send time is stamped under the id it asks for; the answer
+-- carries that id ("id": n in the JSON), so its latency is exact even though wrk does not
+-- say which connection answered. An id is never in flight twice in one thread. Answers in
+-- the first `warm-up` seconds only free their stamp. wrk calls request() once in the first
+-- thread before the run to check the request it builds; that one is never sent or stamped. A stamp still waiting at the end that
+-- was sent before the measured window began is a connection that got no answer in it.
+-- done() prints one line: BENCH_RESULT {json}.
+
+local ffi = require("ffi")
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local CLOCK_MONOTONIC = 1
+local clock = ffi.new("bench_timespec")
+local BUCKETS_PER_E = 200 -- histogram buckets: 0.5 % wide
+local SLOW_US = 2e6
+local ID_TRIES = 64
+
+local threads = {}
+
+local function now_us()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
+  return tonumber(clock.tv_sec) * 1e6 + tonumber(clock.tv_nsec) / 1e3
+end
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_number", #threads)
+end
+
+function init(args)
+  path_template = args[1] or "/"
+  warmup_us = tonumber(args[2] or "0") * 1e6
+  max_id = tonumber(args[3] or "1")
+  local at = string.find(path_template, "{id}", 1, true)
+  has_id = at ~= nil
+  if has_id then
+    prefix = string.sub(path_template, 1, at - 1)
+    suffix = string.sub(path_template, at + 4)
+  end
+  math.randomseed(thread_number * 7919 + os.time())
+  started = now_us()
+  measure_from = started + warmup_us
+  last_at = measure_from
+  sent, histogram, impls = {}, {}, {}
+  answers, non2xx, slow, unmatched, collisions, max_us = 0, 0, 0, 0, 0, 0
+  checked = thread_number ~= 1
+end
+
+local function free_id()
+  for _ = 1, ID_TRIES do
+    local id = math.random(max_id)
+    if sent[id] == nil then
+      return id
+    end
+  end
+  collisions = collisions + 1
+  return math.random(max_id)
+end
+
+function request()
+  if not has_id then
+    return wrk.format(nil, path_template)
+  end
+  local id = free_id()
+  if checked then
+    sent[id] = now_us()
+  end
+  checked = true
+  return wrk.format(nil, prefix .. id .. suffix)
+end
+
+local function record(latency)
+  if latency > SLOW_US then
+    slow = slow + 1
+  end
+  if latency > max_us then
+    max_us = latency
+  end
+  local bucket = math.floor(math.log(math.max(latency, 1)) * BUCKETS_PER_E)
+  histogram[bucket] = (histogram[bucket] or 0) + 1
+end
+
+function response(status, headers, body)
+  local now = now_us()
+  local stamp = nil
+  if has_id then
+    local id = tonumber(string.match(body, '"id":%s*(%d+)'))
+    if id ~= nil then
+      stamp = sent[id]
+      sent[id] = nil
+    end
+  end
+  if now < measure_from then
+    return
+  end
+  last_at = now
+  answers = answers + 1
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+  local impl = headers["x-gateway-impl"] or headers["X-Gateway-Impl"]
+  if impl ~= nil then
+    impls[impl] = (impls[impl] or 0) + 1
+  end
+  if stamp == nil then
+    unmatched = unmatched + 1
+  else
+    record(now - stamp)
+  end
+end
+
+local function percentile(buckets, total, fraction)
+  if total == 0 then
+    return nil
+  end
+  local keys = {}
+  for bucket in pairs(buckets) do
+    table.insert(keys, bucket)
+  end
+  table.sort(keys)
+  local wanted, seen = fraction * total, 0
+  for _, bucket in ipairs(keys) do
+    seen = seen + buckets[bucket]
+    if seen >= wanted then
+      return math.exp((bucket + 0.5) / BUCKETS_PER_E) / 1e3
+    end
+  end
+  return math.exp((keys[#keys] + 0.5) / BUCKETS_PER_E) / 1e3
+end
+
+local function number(value)
+  if value == nil then
+    return "null"
+  end
+  return string.format("%.6g", value)
+end
+
+local function object(fields)
+  local parts = {}
+  for key, value in pairs(fields) do
+    table.insert(parts, string.format("%q:%s", key, value))
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+function done(summary, latency, requests)
+  local totals = { answers = 0, non2xx = 0, slow = 0, unmatched = 0, collisions = 0 }
+  local buckets, impl_totals, timed = {}, {}, 0
+  local rate, outstanding, unanswered, max_latency = 0, 0, 0, 0
+  for _, thread in ipairs(threads) do
+    for key in pairs(totals) do
+      totals[key] = totals[key] + thread:get(key)
+    end
+    local window = (thread:get("last_at") - thread:get("measure_from")) / 1e6
+    if window > 0 then
+      rate = rate + thread:get("answers") / window
+    end
+    for bucket, count in pairs(thread:get("histogram")) do
+      buckets[bucket] = (buckets[bucket] or 0) + count
+      timed = timed + count
+    end
+    for impl, count in pairs(thread:get("impls")) do
+      impl_totals[impl] = (impl_totals[impl] or 0) + count
+    end
+    local from = thread:get("measure_from")
+    for _, stamp in pairs(thread:get("sent")) do
+      outstanding = outstanding + 1
+      if stamp < from then
+        unanswered = unanswered + 1
+      end
+    end
+    max_latency = math.max(max_latency, thread:get("max_us"))
+  end
+  local impl_fields = {}
+  for impl, count in pairs(impl_totals) do
+    impl_fields[impl] = number(count)
+  end
+  local errors = summary.errors
+  local fields = {
+    answers = number(totals.answers),
+    rate = number(rate),
+    non2xx = number(totals.non2xx),
+    slow = number(totals.slow),
+    unmatched = number(totals.unmatched),
+    collisions = number(totals.collisions),
+    timed = number(timed),
+    outstanding = number(outstanding),
+    unanswered = number(unanswered),
+    p50_ms = number(percentile(buckets, timed, 0.50)),
+    p90_ms = number(percentile(buckets, timed, 0.90)),
+    p99_ms = number(percentile(buckets, timed, 0.99)),
+    max_ms = number(timed > 0 and max_latency / 1e3 or nil),
+    impls = object(impl_fields),
+    wrk_requests = number(summary.requests),
+    wrk_p99_ms = number(latency:percentile(99.0) / 1e3),
+    connect_errors = number(errors.connect),
+    read_errors = number(errors.read),
+    write_errors = number(errors.write),
+    timeouts = number(errors.timeout),
+  }
+  io.write("BENCH_RESULT " .. object(fields) .. "\n")
+end
