@@ -16,10 +16,11 @@ Exception tree handled here:
     IntegrityError          409     a constraint refused a write; the message comes from
                                     the constraint's name, never from the SQL
     sqlalchemy TimeoutError 503     no pool connection within the pool timeout
+    DataError               422     a value PostgreSQL cannot store (range, NUL byte)
     DBAPIError              504     the statement timeout cancelled a query
                             503     the database is unreachable or went away
                             500     anything else the database refused
-    ConnectionError, asyncpg connection errors
+    OSError, asyncpg connection errors
                             503     the database cannot be reached at all
     any other exception     500     logged with its traceback, answered without it
 """
@@ -36,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
@@ -105,6 +106,7 @@ def constraint_name(error: IntegrityError) -> str | None:
 
 RETRY_AFTER = {"Retry-After": "1"}
 QUERY_CANCELED = "57014"
+DATA_EXCEPTION = "22"  # SQLSTATE class: a value out of range, invalid bytes, ...
 UNAVAILABLE_STATES = ("08", "57P")  # connection exceptions; admin shutdown, crash, cannot connect
 
 
@@ -135,13 +137,21 @@ async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     state = sqlstate(exc)
+    if state.startswith(DATA_EXCEPTION):
+        return await _unstorable_value(request, exc)
     if state == QUERY_CANCELED:
         message = "the query took longer than the statement timeout"
         return error_response(504, "query_timeout", message)
-    if exc.connection_invalidated or state.startswith(UNAVAILABLE_STATES) or not state:
+    unknown_link_error = not state and isinstance(exc, OperationalError | InterfaceError)
+    if exc.connection_invalidated or state.startswith(UNAVAILABLE_STATES) or unknown_link_error:
         logger.warning("database unavailable: %s", type(exc.orig).__name__)
         return database_unavailable()
     return await _unexpected_error(request, exc)
+
+
+async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    message = "a value cannot be stored: out of range, or a character PostgreSQL refuses"
+    return error_response(422, "invalid_request", message)
 
 
 async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
@@ -190,10 +200,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(PoolTimeout, _pool_timeout)
     # Raised raw by asyncpg while it connects, before SQLAlchemy can wrap them.
+    # (over a unix socket a missing server is a FileNotFoundError: any OSError counts)
     for unreachable in (
-        ConnectionError,
+        OSError,
         asyncpg_errors.PostgresConnectionError,
         asyncpg_errors.OperatorInterventionError,
     ):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared_models.models import EMBEDDING_DIMENSIONS
+from shared_models.params import MAX_ID
 
 T = TypeVar("T")
 CENTS = Decimal("0.01")
@@ -16,8 +17,9 @@ CENTS = Decimal("0.01")
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+Component = Annotated[float, Field(ge=-1e6, le=1e6)]  # distances stay finite in float4
 Embedding = Annotated[
-    list[float], Field(min_length=EMBEDDING_DIMENSIONS, max_length=EMBEDDING_DIMENSIONS)
+    list[Component], Field(min_length=EMBEDDING_DIMENSIONS, max_length=EMBEDDING_DIMENSIONS)
 ]
 
 
@@ -90,12 +92,12 @@ class ItemRead(ReadModel):
 
 
 class OrderLineCreate(BaseModel):
-    item_id: Annotated[int, Field(ge=1)]
+    item_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     quantity: Annotated[int, Field(ge=1, le=1000)]
 
 
 class OrderCreate(BaseModel):
-    user_id: Annotated[int, Field(ge=1)]
+    user_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     lines: Annotated[list[OrderLineCreate], Field(min_length=1, max_length=50)]
 
     @field_validator("lines")

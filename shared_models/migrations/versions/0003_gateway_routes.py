@@ -46,9 +46,7 @@ def upgrade() -> None:
         sa.Column("primary_impl", sa.Text(), nullable=False),
         sa.Column("actor", sa.Text(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column(
-            "at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
+        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     )
     op.create_index(
         op.f("ix_gateway_route_events_route_id"), "gateway_route_events", ["route", "id"]
