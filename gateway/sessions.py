@@ -26,6 +26,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
@@ -40,7 +41,8 @@ from gateway.state import GatewayState, gateway_state
 
 logger = logging.getLogger("gateway.sessions")
 
-SESSIONS_PARAMETER = "gateway_request_sessions"
+SESSIONS_PARAMETER = "gateway_request"  # the hidden endpoint parameter: the Request itself
+SCOPE_SESSIONS = "gateway.sessions"  # where a request keeps its RequestSessions
 SCOPE_SHADOW = "gateway.shadow"  # set on a shadow run's scope: its writes are discarded
 
 
@@ -127,20 +129,27 @@ class RequestSessions:
                 await connection.close()
 
 
-async def request_sessions(request: Request) -> RequestSessions:
-    discarding = bool(request.scope.get(SCOPE_SHADOW, False))
-    return RequestSessions(gateway_state(request.app), discarding=discarding)
+def sessions_of(request: Request) -> RequestSessions:
+    """The request's sessions, created on first use and kept in its scope.
+
+    Kept in the scope rather than behind a dependency of their own: the
+    session dependencies and the endpoint wrapper then need only the request,
+    which FastAPI hands over without resolving anything.
+    """
+    sessions: RequestSessions | None = request.scope.get(SCOPE_SESSIONS)
+    if sessions is None:
+        discarding = bool(request.scope.get(SCOPE_SHADOW, False))
+        sessions = RequestSessions(gateway_state(request.app), discarding=discarding)
+        request.scope[SCOPE_SESSIONS] = sessions
+    return sessions
 
 
-RequestSessionsDep = Annotated[RequestSessions, Depends(request_sessions)]
+async def provide_sync_session(request: Request) -> Session:
+    return sessions_of(request).open_sync()
 
 
-async def provide_sync_session(sessions: RequestSessionsDep) -> Session:
-    return sessions.open_sync()
-
-
-async def provide_async_session(sessions: RequestSessionsDep) -> AsyncSession:
-    return sessions.open_async()
+async def provide_async_session(request: Request) -> AsyncSession:
+    return sessions_of(request).open_async()
 
 
 SyncDB = Annotated[Session, Depends(provide_sync_session)]
@@ -175,6 +184,31 @@ def sync_dependencies_using_session(dependant: Dependant) -> list[str]:
     return found
 
 
+@dataclass(frozen=True)
+class RequestArgument:
+    """Where the wrapper finds the Request among the endpoint's arguments."""
+
+    name: str
+    hidden: bool  # added by the gateway, not passed on to the endpoint
+
+    def peek(self, kwargs: dict[str, Any]) -> Request:
+        request: Request = kwargs[self.name]
+        return request
+
+    def take(self, kwargs: dict[str, Any]) -> Request:
+        request: Request = kwargs.pop(self.name) if self.hidden else kwargs[self.name]
+        return request
+
+
+def request_argument(signature: inspect.Signature) -> RequestArgument:
+    """The endpoint's own Request parameter, or a hidden one (FastAPI fills only one)."""
+    for parameter in signature.parameters.values():
+        annotation = parameter.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Request):
+            return RequestArgument(parameter.name, hidden=False)
+    return RequestArgument(SESSIONS_PARAMETER, hidden=True)
+
+
 def bind_sessions(endpoint: Callable[..., Any], kinds: set[str], where: str) -> Callable[..., Any]:
     """Wrap `endpoint` so the request's sessions are finished inside the endpoint call.
 
@@ -186,21 +220,25 @@ def bind_sessions(endpoint: Callable[..., Any], kinds: set[str], where: str) -> 
     is_async = inspect.iscoroutinefunction(endpoint)
     if not is_async and "async" in kinds:
         raise SessionMisuse(f"{where}: a `def` endpoint cannot use an AsyncSession (AsyncDB)")
+    signature = inspect.signature(endpoint, eval_str=True)
+    argument = request_argument(signature)
     wrapper: Any = (
-        _async_wrapper(endpoint, admitted="async" in kinds)
+        _async_wrapper(endpoint, argument, admitted="async" in kinds)
         if is_async
-        else _threaded_wrapper(endpoint)
+        else _threaded_wrapper(endpoint, argument)
     )
     functools.update_wrapper(wrapper, endpoint)
     del wrapper.__wrapped__  # FastAPI must read the signature below, not the endpoint's
-    wrapper.__signature__ = _signature_with_sessions(endpoint)
+    wrapper.__signature__ = _with_request(signature, argument)
     return wrapper  # type: ignore[no-any-return]
 
 
-def _threaded_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def _threaded_wrapper(
+    endpoint: Callable[..., Any], argument: RequestArgument
+) -> Callable[..., Awaitable[Any]]:
     def run_with_session(kwargs: dict[str, Any], queued_at: float) -> Any:
         started = time.perf_counter()
-        sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
+        sessions = sessions_of(argument.take(kwargs))
         try:
             sessions.isolate_sync()
             result = endpoint(**kwargs)
@@ -216,17 +254,17 @@ def _threaded_wrapper(endpoint: Callable[..., Any]) -> Callable[..., Awaitable[A
         return result
 
     async def run_in_thread(**kwargs: Any) -> Any:
-        gate = kwargs[SESSIONS_PARAMETER].threads
+        gate = sessions_of(argument.peek(kwargs)).threads
         return await gate.run(run_with_session, kwargs, time.perf_counter())
 
     return run_in_thread
 
 
 def _async_wrapper(
-    endpoint: Callable[..., Awaitable[Any]], *, admitted: bool
+    endpoint: Callable[..., Awaitable[Any]], argument: RequestArgument, *, admitted: bool
 ) -> Callable[..., Awaitable[Any]]:
     async def run_with_session(**kwargs: Any) -> Any:
-        sessions: RequestSessions = kwargs.pop(SESSIONS_PARAMETER)
+        sessions = sessions_of(argument.take(kwargs))
         try:
             await sessions.isolate_async()
             result = await endpoint(**kwargs)
@@ -240,7 +278,7 @@ def _async_wrapper(
         return result
 
     async def run_admitted(**kwargs: Any) -> Any:
-        async with kwargs[SESSIONS_PARAMETER].connections.admitted():
+        async with sessions_of(argument.peek(kwargs)).connections.admitted():
             return await run_with_session(**kwargs)
 
     return run_admitted if admitted else run_with_session
@@ -255,11 +293,10 @@ async def _finish_both(sessions: RequestSessions, *, commit: bool) -> None:
         sessions.finish_sync(commit=commit)
 
 
-def _signature_with_sessions(endpoint: Callable[..., Any]) -> inspect.Signature:
-    signature = inspect.signature(endpoint, eval_str=True)
-    extra = inspect.Parameter(
-        SESSIONS_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=RequestSessionsDep
-    )
+def _with_request(signature: inspect.Signature, argument: RequestArgument) -> inspect.Signature:
+    if not argument.hidden:
+        return signature
+    extra = inspect.Parameter(argument.name, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
     parameters = list(signature.parameters.values())
     variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
     fixed = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]

@@ -25,7 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.sessions import SCOPE_SHADOW
+from gateway.sessions import SCOPE_SESSIONS, SCOPE_SHADOW
 
 logger = logging.getLogger("gateway.shadow")
 
@@ -226,6 +226,8 @@ async def shadow_scope(scope: Scope, stack: AsyncExitStack) -> Scope:
     """
     copied: dict[str, Any] = {}
     for name, value in scope.items():
+        if name == SCOPE_SESSIONS:
+            continue  # the shadow opens sessions of its own
         if isinstance(value, AsyncExitStack):
             value = await stack.enter_async_context(AsyncExitStack())
         copied[name] = value
