@@ -213,3 +213,13 @@ def stop_processes(processes: Sequence[psutil.Process], grace_seconds: float = 5
     for process in remaining:
         with suppress(psutil.NoSuchProcess):
             process.kill()
+
+
+def connection_owners(workers: Sequence[psutil.Process], port: int) -> dict[int, int]:
+    """Client port -> PID of the worker holding that connection to `port`."""
+    return {
+        connection.raddr.port: int(worker.pid)
+        for worker in workers
+        for connection in worker.net_connections(kind="tcp4")
+        if connection.laddr.port == port and connection.raddr
+    }

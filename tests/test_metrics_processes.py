@@ -26,6 +26,7 @@ from tests.processes import (
     LOCALHOST,
     RunningProcess,
     child_env,
+    connection_owners,
     free_port,
     gateway_command,
     process_family,
@@ -108,16 +109,6 @@ def served(command: Sequence[str], env: dict[str, str], log: Path) -> Iterator[R
                 descendants.extend(process_family(server.process.pid)[1:])
     finally:
         stop_processes(descendants)
-
-
-def connection_owners(workers: Sequence[psutil.Process], port: int) -> dict[int, int]:
-    """Client port -> PID of the worker holding that connection to `port`."""
-    return {
-        connection.raddr.port: int(worker.pid)
-        for worker in workers
-        for connection in worker.net_connections(kind="tcp4")
-        if connection.laddr.port == port and connection.raddr
-    }
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from tests.processes import (
     ProcessFailed,
     RunningProcess,
     child_env,
+    connection_owners,
     free_port,
     gateway_command,
     process_family,
@@ -373,16 +374,6 @@ def worker_processes(server: RunningProcess) -> list[psutil.Process]:
         if any(c.status == psutil.CONN_LISTEN and c.laddr.port == server.port for c in connections):
             workers.append(process)
     return workers
-
-
-def connection_owners(workers: Sequence[psutil.Process], port: int) -> dict[int, int]:
-    """Client port -> PID of the worker holding that connection to `port`."""
-    return {
-        connection.raddr.port: int(worker.pid)
-        for worker in workers
-        for connection in worker.net_connections(kind="tcp4")
-        if connection.laddr.port == port and connection.raddr
-    }
 
 
 @dataclass(frozen=True)
