@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from gateway import AsyncDB, not_found
-from gateway.queries import create, delete_where, get_or_404, list_page, update_where
+from gateway.queries import create, delete_where, list_page, read_or_404, update_where
 from shared_models.models import User
 from shared_models.params import Active, Limit, Offset, SearchText, UserId
 from shared_models.schemas import Page, UserCreate, UserRead, UserUpdate
@@ -28,8 +28,8 @@ async def list_users(
 
 
 @router.get("/{user_id}", response_model=UserRead)
-async def get_user(user_id: UserId, db: AsyncDB) -> User:
-    return await get_or_404(db, User, user_id)
+async def get_user(user_id: UserId, db: AsyncDB) -> UserRead:
+    return await read_or_404(db, User, user_id, UserRead)
 
 
 @router.post("", response_model=UserRead, status_code=201)

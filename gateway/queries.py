@@ -3,6 +3,7 @@
 Each helper is one idiom of the translation table (see README):
 
     db.query(M).get(id) or 404          -> await get_or_404(db, M, id)
+    ... only to answer it as schema S   -> await read_or_404(db, M, id, S)   (no ORM; see reads)
     db.query(M).filter(...).all()       -> await list_page(db, select(M).where(...), ...)
     db.query(M).filter(...).count()     -> await count(db, select(M).where(...))
     db.add(obj); db.commit()            -> await create(db, obj)   (the session commits)
@@ -18,14 +19,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, delete, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.interfaces import ORMOption
 
 from gateway.errors import not_found
+from gateway.reads import read_one
 
 M = TypeVar("M", bound=DeclarativeBase)
+S = TypeVar("S", bound=BaseModel)
 
 
 def entity_name(model: type[DeclarativeBase]) -> str:
@@ -37,6 +41,14 @@ async def get_or_404(
 ) -> M:
     """The row with primary key `ident`, or `NotFound` naming the model and key."""
     found = await db.get(model, ident, options=options)
+    if found is None:
+        raise not_found(entity_name(model), ident)
+    return found
+
+
+async def read_or_404(db: AsyncSession, model: type[M], ident: Any, schema: type[S]) -> S:
+    """The row with primary key `ident` as `schema`, read without the ORM; or `NotFound`."""
+    found = await read_one(db, model, ident, schema)
     if found is None:
         raise not_found(entity_name(model), ident)
     return found

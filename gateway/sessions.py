@@ -117,8 +117,8 @@ class RequestSessions:
 
     async def finish_async(self, *, commit: bool) -> None:
         session, self.async_session = self.async_session, None
-        if session is None:
-            return
+        if session is None or not (session.in_transaction() or session.new or self._outer):
+            return  # never used, or used only by lean reads: nothing to commit or release
         try:
             async with session:
                 if commit:

@@ -47,10 +47,13 @@ class Settings(BaseSettings):
     threadpool_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=40, description="threads that run legacy `def` endpoints (anyio limiter)"
     )
-    sync_pool_size: PoolSize = Field(default=20, description="psycopg pool: kept connections")
-    sync_max_overflow: Overflow = Field(default=20, description="psycopg pool: extra connections")
-    async_pool_size: PoolSize = Field(default=20, description="asyncpg pool: kept connections")
-    async_max_overflow: Overflow = Field(default=20, description="asyncpg pool: extra connections")
+    # Overflow connections are closed as soon as they come back to a full pool: under
+    # load that rises and falls, that is a new connection per request. Hence no overflow
+    # by default; the pools open connections on demand and keep them.
+    sync_pool_size: PoolSize = Field(default=40, description="psycopg pool: kept connections")
+    sync_max_overflow: Overflow = Field(default=0, description="psycopg pool: extra connections")
+    async_pool_size: PoolSize = Field(default=40, description="asyncpg pool: kept connections")
+    async_max_overflow: Overflow = Field(default=0, description="asyncpg pool: extra connections")
     pool_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
         default=10.0, description="seconds to wait for a pool connection"
     )

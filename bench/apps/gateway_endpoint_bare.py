@@ -12,7 +12,6 @@ from async_routes import users
 from bench.apps.common import database_url
 from gateway.database import create_async_engine_for
 from gateway.settings import Settings
-from shared_models.models import User
 from shared_models.params import UserId
 from shared_models.schemas import UserRead
 
@@ -30,5 +29,5 @@ async def session() -> AsyncIterator[AsyncSession]:
 @app.get("/users/{user_id}", response_model=UserRead)
 async def get_user(
     user_id: UserId, db: Annotated[AsyncSession, Depends(session, scope="function")]
-) -> User:
+) -> UserRead:
     return await users.get_user(user_id, db)
