@@ -32,6 +32,7 @@ from gateway.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.route_sync import keep_in_sync, reload_quietly
 from gateway.route_table import RouteTable
 from gateway.routing import mount_routes, pair_routes
+from gateway.runtime import tune_garbage_collector
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
 
@@ -104,6 +105,7 @@ def gateway_lifespan(settings: Settings, database: Database | None):  # type: ig
                     keep_in_sync, table, active.async_engine, settings.route_reload_seconds
                 )
                 background.start_soon(watch_loop, active, metrics, threads.limiter)
+                stack.callback(tune_garbage_collector(settings))
                 yield
                 background.cancel_scope.cancel()
             del app.state.gateway

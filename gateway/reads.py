@@ -149,6 +149,8 @@ async def _fetch_alone(
         row: Mapping[str, Any] | None = await driver.fetchrow(read.sql, key)
     except BaseException as error:
         discarded = _discard_if_unsure(connection, error)
+        with anyio.CancelScope(shield=True):  # a cancelled request still returns its connection
+            await greenlet_spawn(connection.close)
         if isinstance(error, Exception):
             raise DBAPIError.instance(
                 read.sql, (key,), error, Exception, connection_invalidated=discarded
@@ -156,8 +158,7 @@ async def _fetch_alone(
         raise
     finally:
         _count_database_time(time.perf_counter() - started)
-        with anyio.CancelScope(shield=True):  # a cancelled request still returns its connection
-            await greenlet_spawn(connection.close)
+    await greenlet_spawn(connection.close)  # back to the pool (it closes only overflow ones)
     return None if row is None else read.values(row)
 
 

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     sync_max_overflow: Overflow = Field(default=0, description="psycopg pool: extra connections")
     async_pool_size: PoolSize = Field(default=40, description="asyncpg pool: kept connections")
     async_max_overflow: Overflow = Field(default=0, description="asyncpg pool: extra connections")
+    gc_freeze: bool = Field(
+        default=True,
+        description="freeze the objects alive once the app has started out of garbage collections",
+    )
+    gc_threshold: Annotated[int, Field(ge=0)] = Field(
+        default=20_000,
+        description="allocations between first-generation collections (0: Python's default)",
+    )
     pool_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
         default=10.0, description="seconds to wait for a pool connection"
     )

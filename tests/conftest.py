@@ -143,6 +143,9 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
         "database_url": database_url,
         "log_level": "WARNING",
         "raise_on_blocking": True,
+        # Freezing walks the whole heap at every app start, and the suite starts hundreds
+        # of apps in one process; tests/test_runtime.py and the server processes cover it.
+        "gc_freeze": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
