@@ -1,4 +1,8 @@
-"""Servers under test: one uvicorn process each (uvloop, httptools, no access log), pinned."""
+"""Servers under test: one uvicorn process each (uvloop, httptools, no access log), pinned.
+
+The gateway runs on the loop `gateway serve` uses: uvloop with an accept loop that
+drains the listen queue (gateway/serving.py).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ STOP_SECONDS = 5.0
 MODE_SECONDS = 15.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = secrets.token_urlsafe(24)
+GATEWAY_LOOP = (
+    "gateway.serving:new_event_loop"  # uvloop draining its listen queue, as `gateway serve`
+)
 NEVER_JUDGED = 10**12  # the canary guard keeps counting but never rolls a measured canary back
 
 
@@ -76,7 +83,8 @@ def server_command(config: Configuration, port: int) -> list[str]:
         serve = "from gateway.cli import main; main()"
         return [sys.executable, "-c", serve, "serve", *address, "--workers", str(config.workers)]
     assert config.app is not None
-    uvicorn = ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    loop = GATEWAY_LOOP if config.gateway else "uvloop"
+    uvicorn = ["--loop", loop, "--http", "httptools", "--no-access-log"]
     quiet = ["--log-level", "warning"]
     return [sys.executable, "-m", "uvicorn", config.app, *address, *uvicorn, *quiet]
 

@@ -149,7 +149,7 @@ def sync_connection_states(database_url: str) -> Counter[str]:
 
 @pytest.fixture
 def legacy_server(committed_database: str, tmp_path: Path) -> Iterator[RunningProcess]:
-    """`gateway serve` (uvicorn on uvloop and httptools) with a sync pool of 5 for 40 threads."""
+    """`gateway serve` (uvicorn, draining uvloop) with a sync pool of 5 for 40 threads."""
     port = free_port()
     env = child_env(
         {
