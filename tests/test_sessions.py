@@ -6,18 +6,19 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import httpx
 import psycopg
 import pytest
-from fastapi import APIRouter, BackgroundTasks, FastAPI, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
 from sqlalchemy import event, make_url, select
 from sqlalchemy.pool import Pool, QueuePool
 
 from gateway import AsyncDB, Settings, SyncDB, create_app, not_found
 from gateway.database import Database
+from gateway.sessions import provide_async_session, provide_sync_session
 from gateway.state import gateway_state
 from shared_models.models import User
 from shared_models.seed import user_row
@@ -105,7 +106,26 @@ def probe_routers(records: Records) -> tuple[APIRouter, APIRouter]:
         background.add_task(record_after_response, database)
         return records.in_endpoint
 
+    add_same_session_probes(legacy, migrated)
     return legacy, migrated
+
+
+def sync_session_id(db: SyncDB) -> int:
+    return id(db)
+
+
+async def async_session_id(db: AsyncDB) -> int:
+    return id(db)
+
+
+def add_same_session_probes(legacy: APIRouter, migrated: APIRouter) -> None:
+    @legacy.get("/same")
+    def same_legacy(db: SyncDB, seen: Annotated[int, Depends(sync_session_id)]) -> bool:
+        return id(db) == seen
+
+    @migrated.get("/same")
+    async def same_async(db: AsyncDB, seen: Annotated[int, Depends(async_session_id)]) -> bool:
+        return id(db) == seen
 
 
 @dataclass
@@ -230,3 +250,27 @@ async def test_no_connection_is_left_idle_in_transaction(gateway: RunningApp) ->
     assert stuck == [(0,)]
     committed = stored_emails(gateway.url, "%.mix")
     assert committed == sorted(f"ok{n}@{world}.mix" for world in WORLDS for n in range(3))
+
+
+@pytest.mark.parametrize("world", WORLDS)
+async def test_a_dependency_asking_for_a_session_gets_the_endpoints_own(
+    gateway: RunningApp, world: str
+) -> None:
+    response = await gateway.client.get(f"/probe/{world}/same")
+    assert response.status_code == 200, response.text
+    assert response.json() is True
+
+
+@pytest.mark.parametrize("world", WORLDS)
+async def test_overriding_a_session_provider_is_refused_with_a_reason(
+    gateway: RunningApp, world: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = provide_sync_session if world == "legacy" else provide_async_session
+    gateway.app.dependency_overrides[provider] = lambda: None
+    try:
+        response = await gateway.client.get(f"/probe/{world}/pool")
+    finally:
+        gateway.app.dependency_overrides.clear()
+    assert response.status_code == 500
+    assert "create_app(database=...)" in caplog.text
+    assert checked_out(gateway.database) == {"sync": 0, "async": 0}
