@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -191,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"note: {options.users} users (the published figures use {MIN_USERS:,} or more)",
             file=sys.stderr,
         )
+    # Stopped with SIGTERM, the run still stops its servers and its PostgreSQL.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     try:
         run(options, arguments)
     except MissingTool as error:
