@@ -20,7 +20,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
 from gateway.database import Database
-from gateway.metrics import GatewayMetrics, current_request
+from gateway.metrics import GatewayMetrics, add_database_time, current_request
 
 logger = logging.getLogger("gateway.instrumentation")
 
@@ -48,9 +48,8 @@ def time_queries(engine: Engine) -> list[Undo]:
 
     def finished(conn: Any, *_: Any) -> None:
         began = conn.info.pop(STARTED_KEY, None)
-        stats = current_request.get()
-        if began is not None and stats is not None:
-            stats.db_seconds += time.perf_counter() - began
+        if began is not None:
+            add_database_time(time.perf_counter() - began)
 
     return [
         listen(engine, "before_cursor_execute", started),

@@ -65,6 +65,13 @@ class RequestStats:
 current_request: ContextVar[RequestStats | None] = ContextVar("gateway_request", default=None)
 
 
+def add_database_time(seconds: float) -> None:
+    """Count `seconds` of database work against the current API request, if any."""
+    stats = current_request.get()
+    if stats is not None:
+        stats.db_seconds += seconds
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry, buckets: Sequence[float]) -> None:
         def histogram(name: str, doc: str, labels: Sequence[str], b: Sequence[float]) -> Histogram:

@@ -39,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from gateway.metrics import current_request
+from gateway.metrics import add_database_time
 
 S = TypeVar("S", bound=BaseModel)
 KEY_PARAMETER = "ident"
@@ -65,8 +65,6 @@ class KeyedRead:
     processors: tuple[tuple[str, Processor], ...] | None = None
 
     async def learn_processors(self, driver: Any, dialect: Dialect) -> None:
-        if self.processors is not None:
-            return
         attributes = (await driver.prepare(self.sql)).get_attributes()
         found = []
         for (name, column), attribute in zip(self.columns, attributes, strict=True):
@@ -145,7 +143,8 @@ async def _fetch_alone(
     started = time.perf_counter()
     try:
         driver: Any = connection.driver_connection
-        await read.learn_processors(driver, engine.dialect)
+        if read.processors is None:
+            await read.learn_processors(driver, engine.dialect)
         row: Mapping[str, Any] | None = await driver.fetchrow(read.sql, key)
     except BaseException as error:
         discarded = _discard_if_unsure(connection, error)
@@ -157,7 +156,7 @@ async def _fetch_alone(
             ) from error
         raise
     finally:
-        _count_database_time(time.perf_counter() - started)
+        add_database_time(time.perf_counter() - started)
     await greenlet_spawn(connection.close)  # back to the pool (it closes only overflow ones)
     return None if row is None else read.values(row)
 
@@ -173,9 +172,3 @@ def _discard_if_unsure(connection: PoolProxiedConnection, error: BaseException) 
         return False
     connection.invalidate(error if isinstance(error, Exception) else None)
     return True
-
-
-def _count_database_time(seconds: float) -> None:
-    stats = current_request.get()
-    if stats is not None:
-        stats.db_seconds += seconds
