@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from gateway import AsyncDB, Unavailable
-from gateway.database import probe_pgvector
-from gateway.queries import create, get_or_404
-from gateway.state import gateway_state
+from gateway.database.engines import probe_pgvector
+from gateway.database.queries import create, get_or_404
+from gateway.database.state import gateway_state
 from shared_models.models import Document
 from shared_models.params import DocumentId, Limit
 from shared_models.schemas import DocumentCreate, DocumentMatch, DocumentRead, DocumentSearch

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from gateway import AsyncDB
-from gateway.queries import create, get_or_404, list_page
+from gateway.database.queries import create, get_or_404, list_page
 from shared_models.models import Item
 from shared_models.params import InStock, ItemId, Limit, Offset, SearchText
 from shared_models.schemas import ItemCreate, ItemRead, Page

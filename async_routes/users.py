@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from gateway import AsyncDB, not_found
-from gateway.queries import create, delete_where, list_page, read_or_404, update_where
+from gateway.database.queries import create, delete_where, list_page, read_or_404, update_where
 from shared_models.models import User
 from shared_models.params import Active, Limit, Offset, SearchText, UserId
 from shared_models.schemas import Page, UserCreate, UserRead, UserUpdate

@@ -35,7 +35,7 @@ MODE_SECONDS = 15.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = secrets.token_urlsafe(24)
 GATEWAY_LOOP = (
-    "gateway.serving:new_event_loop"  # uvloop draining its listen queue, as `gateway serve`
+    "gateway.ops.serving:new_event_loop"  # uvloop draining its listen queue, as `gateway serve`
 )
 NEVER_JUDGED = 10**12  # the canary guard keeps counting but never rolls a measured canary back
 

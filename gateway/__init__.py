@@ -1,8 +1,8 @@
 """A FastAPI gateway that serves legacy sync routes and migrated async routes over one database."""
 
+from gateway.database.sessions import AsyncDB, SyncDB
 from gateway.errors import Conflict, GatewayError, NotFound, Unavailable, not_found
 from gateway.factory import create_app
-from gateway.sessions import AsyncDB, SyncDB
 from gateway.settings import Settings, load_settings
 
 __all__ = [

@@ -9,7 +9,7 @@ Exception tree handled here:
     ├── Forbidden         403       admin writes disabled
     ├── NotFound          404
     ├── Conflict          409
-    ├── InvalidMode       422       (gateway.modes) a mode the route may not take
+    ├── InvalidMode       422       (gateway.routing.modes) a mode the route may not take
     └── Unavailable       503
     HTTPException                   FastAPI/Starlette's own (404 for unknown paths, 405, ...)
     RequestValidationError  422     bad body, path or query: `details.fields` names each field
@@ -41,7 +41,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-logger = logging.getLogger("gateway.errors")
+logger = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):

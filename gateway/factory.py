@@ -18,25 +18,31 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import mark_process_dead
 
-from gateway import embedded, schema
-from gateway.admin import router as admin_router
-from gateway.database import Database, open_database, probe_pgvector, warn_if_pool_starves_threads
+from gateway.database.engines import (
+    Database,
+    open_database,
+    probe_pgvector,
+    warn_if_pool_starves_threads,
+)
+from gateway.database.gates import ConnectionGate, ThreadGate
+from gateway.database.state import GatewayState
 from gateway.errors import install_error_handlers
-from gateway.exposition import router as metrics_router
-from gateway.gates import ConnectionGate, ThreadGate
-from gateway.health import router as health_router
-from gateway.instrumentation import instrument, watch_loop
-from gateway.limits import BodyLimitMiddleware
-from gateway.logs import configure_logging
-from gateway.metrics import GatewayMetrics, MetricsMiddleware
-from gateway.route_sync import keep_in_sync, reload_quietly
-from gateway.route_table import RouteTable
-from gateway.routing import mount_routes, pair_routes
-from gateway.runtime import tune_garbage_collector
+from gateway.metrics.exposition import router as metrics_router
+from gateway.metrics.instrumentation import instrument, watch_loop
+from gateway.metrics.middleware import MetricsMiddleware
+from gateway.metrics.registry import GatewayMetrics
+from gateway.ops import embedded, schema
+from gateway.ops.admin import router as admin_router
+from gateway.ops.gc_tuning import tune_garbage_collector
+from gateway.ops.health import router as health_router
+from gateway.ops.limits import BodyLimitMiddleware
+from gateway.ops.logs import configure_logging
+from gateway.routing.pairing import mount_routes, pair_routes
+from gateway.routing.sync import keep_in_sync, reload_quietly
+from gateway.routing.table import RouteTable
 from gateway.settings import Settings, load_settings
-from gateway.state import GatewayState
 
-logger = logging.getLogger("gateway.app")
+logger = logging.getLogger(__name__)
 
 
 def discover_routers(package: str) -> list[APIRouter]:

@@ -33,8 +33,8 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
 from gateway import create_app
-from gateway.database import Database, async_url, sync_url
-from gateway.schema import upgrade
+from gateway.database.engines import Database, async_url, sync_url
+from gateway.ops.schema import upgrade
 from gateway.settings import Settings
 from shared_models.seed import DemoSize, present_tables, reset_sequences, seed
 
@@ -53,7 +53,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from gateway.embedded import embedded_postgres
+    from gateway.ops.embedded import embedded_postgres
 
     data_dir = Path(tempfile.mkdtemp(prefix="gateway-tests-"))
     with embedded_postgres(data_dir) as url:

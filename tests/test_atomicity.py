@@ -13,9 +13,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gateway import AsyncDB, Settings, SyncDB, create_app
-from gateway.database import sync_url
+from gateway.database.engines import sync_url
+from gateway.database.queries import create
 from gateway.factory import discover_routers
-from gateway.queries import create
 from shared_models.models import User
 from tests.conftest import MakeApi
 from tests.helpers import assert_error, assert_served_by, serving

@@ -22,7 +22,7 @@ class Rule:
 
 
 LEGACY_RULE = Rule(
-    modules=("sqlalchemy.ext.asyncio", "asyncpg", "gateway.queries"), names=("AsyncDB",)
+    modules=("sqlalchemy.ext.asyncio", "asyncpg", "gateway.database.queries"), names=("AsyncDB",)
 )
 ASYNC_RULE = Rule(modules=("sqlalchemy.orm.Session", "psycopg"), names=("SyncDB",))
 SHARED_RULE = Rule(
@@ -149,7 +149,7 @@ BROKEN_EXAMPLES = [
         "sqlalchemy.ext.asyncio.AsyncSession",
     ),
     ("legacy_routes/x.py", "from gateway import AsyncDB", "gateway.AsyncDB"),
-    ("legacy_routes/x.py", "from gateway import queries", "gateway.queries"),
+    ("legacy_routes/x.py", "from gateway.database import queries", "gateway.database.queries"),
     ("legacy_routes/x.py", "import asyncpg.pool as pool", "asyncpg.pool"),
     ("async_routes/x.py", "from sqlalchemy.orm import Session", "sqlalchemy.orm.Session"),
     (

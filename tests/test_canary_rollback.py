@@ -16,10 +16,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gateway import Settings, create_app
-from gateway.canary_guard import CanaryGuard
-from gateway.database import sync_url
-from gateway.modes import RouteMode
-from gateway.route_table import RouteTable
+from gateway.database.engines import sync_url
+from gateway.routing.canary_guard import CanaryGuard
+from gateway.routing.modes import RouteMode
+from gateway.routing.table import RouteTable
 from tests.helpers import IMPL_HEADER, serving
 
 pytestmark = pytest.mark.anyio

@@ -12,8 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-from gateway.database import sync_url
-from gateway.schema import alembic_config, upgrade
+from gateway.database.engines import sync_url
+from gateway.ops.schema import alembic_config, upgrade
 from shared_models.models import Base
 from shared_models.seed import DemoSize, item_row, order_rows, user_row
 from tests.conftest import create_database, drop_database

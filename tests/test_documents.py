@@ -12,8 +12,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from gateway import Settings, create_app
-from gateway.database import sync_url
-from gateway.schema import upgrade
+from gateway.database.engines import sync_url
+from gateway.ops.schema import upgrade
 from shared_models.models import EMBEDDING_DIMENSIONS
 from shared_models.seed import DemoSize, embedding_for, seed, user_row
 from tests.conftest import TEST_SIZE, ApiClient, create_database, drop_database

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
 from gateway import AsyncDB, SyncDB, create_app
+from gateway.database.state import gateway_state
 from gateway.factory import discover_routers
-from gateway.state import gateway_state
 from shared_models.models import EMBEDDING_DIMENSIONS
 from tests.conftest import ApiClient
 from tests.conftest import test_settings as gateway_settings

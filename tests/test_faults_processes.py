@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from gateway import schema
-from gateway.database import sync_url
-from gateway.embedded import DATABASE_NAME, ensure_database, start_server
+from gateway.database.engines import sync_url
+from gateway.ops import schema
+from gateway.ops.embedded import DATABASE_NAME, ensure_database, start_server
 from shared_models.seed import DemoSize, seed
 from tests.processes import (
     RunningProcess,

@@ -27,8 +27,8 @@ from prometheus_client.samples import Sample
 from sqlalchemy import text
 
 from gateway import Settings, SyncDB, create_app
-from gateway.advisor import COUNTERS, Labels, Series, increase, quantile
 from gateway.factory import discover_routers
+from gateway.metrics.advisor import COUNTERS, Labels, Series, increase, quantile
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
 pytestmark = pytest.mark.anyio
@@ -446,10 +446,10 @@ async def test_sync_session_on_the_event_loop_is_counted_and_warned_once(
     assert blocked(exposition, "/blocking") == 3
     assert blocked(exposition, "/blocking-too") == 1
     assert value(exposition, "gateway_event_loop_blocked_total") == 4
-    warnings = [r for r in records if r.name == "gateway.instrumentation"]
+    warnings = [r for r in records if r.name == "gateway.metrics.instrumentation"]
     assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]
-    assert warnings[0].getMessage().startswith("/blocking: ")
-    assert warnings[1].getMessage().startswith("/blocking-too: ")
+    assert warnings[0].getMessage().startswith("GET /blocking: ")
+    assert warnings[1].getMessage().startswith("GET /blocking-too: ")
 
 
 async def test_raise_on_blocking_fails_the_request_and_still_counts(

@@ -1,4 +1,4 @@
-"""The async query helpers of gateway.queries, on an AsyncSession whose work is rolled back."""
+"""The async query helpers (gateway.database.queries) on an AsyncSession whose work rolls back."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from gateway.database import async_url
+from gateway.database.engines import async_url
+from gateway.database.queries import (
+    count,
+    create,
+    delete_where,
+    first,
+    get_or_404,
+    list_page,
+    update_where,
+)
 from gateway.errors import NotFound, constraint_name
-from gateway.queries import count, create, delete_where, first, get_or_404, list_page, update_where
 from shared_models.models import Item, User
 from shared_models.seed import item_row, user_row
 from tests.conftest import TEST_SIZE

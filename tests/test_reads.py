@@ -1,4 +1,4 @@
-"""Lean reads (gateway.reads): same answers as the ORM, one pooled connection, nothing leaked."""
+"""Lean reads: same answers as the ORM, one pooled connection, nothing leaked."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from gateway.database import async_url
+from gateway.database.engines import async_url
+from gateway.database.queries import read_or_404
+from gateway.database.reads import UnreadableSchema, read_one
+from gateway.database.timing import RequestTimes, current_times
 from gateway.errors import NotFound
-from gateway.metrics import RequestStats, current_request
-from gateway.queries import read_or_404
-from gateway.reads import UnreadableSchema, read_one
 from shared_models.models import Item, User
 from shared_models.schemas import ItemRead, UserRead
 from tests.conftest import TEST_SIZE
@@ -124,10 +124,10 @@ async def test_a_cancelled_read_gives_its_connection_back(
 
 
 async def test_database_time_is_counted_for_the_request(db: AsyncSession) -> None:
-    stats = RequestStats()
-    token = current_request.set(stats)
+    stats = RequestTimes()
+    token = current_times.set(stats)
     try:
         await read_one(db, User, 1, UserRead)
     finally:
-        current_request.reset(token)
+        current_times.reset(token)
     assert 0 < stats.db_seconds < 5

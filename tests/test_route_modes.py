@@ -16,10 +16,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gateway import Settings, create_app
-from gateway.database import sync_url
+from gateway.database.engines import sync_url
 from gateway.errors import Conflict
-from gateway.modes import BUCKETS, RouteMode, bucket, default_mode, validate_change
-from gateway.route_table import RouteTable
+from gateway.routing.modes import BUCKETS, RouteMode, bucket, default_mode, validate_change
+from gateway.routing.table import RouteTable
 from tests.helpers import IMPL_HEADER, serving
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from gateway.factory import create_app
-from gateway.runtime import tune_garbage_collector
+from gateway.ops.gc_tuning import tune_garbage_collector
 from tests.conftest import test_settings as settings_for
 
 

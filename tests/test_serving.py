@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from gateway.serving import ACCEPT_BATCH, DrainingServer, new_event_loop
+from gateway.ops.serving import ACCEPT_BATCH, DrainingServer, new_event_loop
 
 BURST = ACCEPT_BATCH + 44
 

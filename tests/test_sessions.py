@@ -17,9 +17,9 @@ from sqlalchemy import event, make_url, select
 from sqlalchemy.pool import Pool, QueuePool
 
 from gateway import AsyncDB, Settings, SyncDB, create_app, not_found
-from gateway.database import Database
-from gateway.sessions import provide_async_session, provide_sync_session
-from gateway.state import gateway_state
+from gateway.database.engines import Database
+from gateway.database.sessions import provide_async_session, provide_sync_session
+from gateway.database.state import gateway_state
 from shared_models.models import User
 from shared_models.seed import user_row
 

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gateway import AsyncDB, Settings, SyncDB, create_app
-from gateway.database import sync_url
-from gateway.queries import create
-from gateway.shadow import comparable, readable_diff
+from gateway.database.engines import sync_url
+from gateway.database.queries import create
+from gateway.routing.shadow import comparable, readable_diff
 from shared_models.models import User
 from tests.helpers import IMPL_HEADER, assert_error, serving
 

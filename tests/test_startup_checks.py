@@ -14,9 +14,9 @@ from fastapi import APIRouter, FastAPI, Query
 from sqlalchemy import make_url
 
 from gateway import AsyncDB, Settings, SyncDB, create_app
-from gateway.contract import ContractMismatch
-from gateway.routing import RouteConflict
-from gateway.sessions import SessionMisuse
+from gateway.database.sessions import SessionMisuse
+from gateway.routing.contract import ContractMismatch
+from gateway.routing.pairing import RouteConflict
 from gateway.settings import InvalidSettings, load_settings
 from shared_models.schemas import ItemRead, UserRead
 from tests.conftest import ApiClient, drop_database
@@ -57,7 +57,7 @@ def gateway_records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCapt
     gateway_logger = logging.getLogger("gateway")
     gateway_logger.addHandler(caplog.handler)
     try:
-        with caplog.at_level(logging.WARNING, logger="gateway.database"):
+        with caplog.at_level(logging.WARNING, logger="gateway.database.engines"):
             yield caplog
     finally:
         gateway_logger.removeHandler(caplog.handler)
@@ -299,7 +299,7 @@ async def test_small_sync_pool_warns_at_start(
     app = create_app(settings, legacy_routers=[], async_routers=[])
     async with app.router.lifespan_context(app):
         pass
-    warnings = [r.getMessage() for r in gateway_records.records if r.name == "gateway.database"]
+    warnings = [r.getMessage() for r in gateway_records.records if r.name == "gateway.database.engines"]
     assert len(warnings) == 1, warnings
     for fragment in (
         "threadpool",
@@ -318,7 +318,7 @@ async def test_large_enough_sync_pool_does_not_warn(
     app = create_app(settings, legacy_routers=[], async_routers=[])
     async with app.router.lifespan_context(app):
         pass
-    assert [r for r in gateway_records.records if r.name == "gateway.database"] == []
+    assert [r for r in gateway_records.records if r.name == "gateway.database.engines"] == []
 
 
 def twin_keys(app: FastAPI) -> list[str]:

@@ -6,7 +6,7 @@ import os
 
 from sqlalchemy import URL
 
-from gateway.database import async_url, sync_url
+from gateway.database.engines import async_url, sync_url
 
 DATABASE_URL_VARIABLE = "BENCH_DATABASE_URL"
 USER_COLUMNS = "id, email, name, is_active, created_at"

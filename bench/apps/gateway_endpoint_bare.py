@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from async_routes import users
 from bench.apps.common import database_url
-from gateway.database import create_async_engine_for
-from gateway.runtime import tune_garbage_collector
+from gateway.database.engines import create_async_engine_for
+from gateway.ops.gc_tuning import tune_garbage_collector
 from gateway.settings import Settings
 from shared_models.params import UserId
 from shared_models.schemas import UserRead

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by gateway.schema, or on -x url=..."""
+"""Alembic environment: runs on the connection handed over by gateway.ops.schema, or on -x url=..."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-logger = logging.getLogger("gateway.schema")
+logger = logging.getLogger("gateway.ops.schema")
 
 
 def pgvector_available() -> bool:

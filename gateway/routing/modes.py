@@ -9,7 +9,7 @@
              Without a key, a request draws a random bucket.
     shadow   `primary` serves the client; the other implementation runs the
              same request in the background, read-only, and its answer is only
-             compared (see `gateway.shadow`). Safe methods only.
+             compared (see `gateway.routing.shadow`). Safe methods only.
 
 A route with one implementation is always served by it. `validate_change`
 refuses what cannot work: a mode needing an implementation the route lacks
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.errors import Conflict, GatewayError
+from gateway.impl import Impl, other
 
-Impl = Literal["legacy", "async"]
 Mode = Literal["legacy", "async", "canary", "shadow"]
 MODES: tuple[Mode, ...] = ("legacy", "async", "canary", "shadow")
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -64,7 +64,7 @@ class RouteMode:
         """The implementation that runs in the background, if any."""
         if self.mode != "shadow":
             return None
-        return "async" if self.primary == "legacy" else "legacy"
+        return other(self.primary)
 
 
 def bucket(sticky_key: str | None) -> int:

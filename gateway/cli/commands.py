@@ -19,11 +19,11 @@ from urllib.parse import quote
 import httpx
 import typer
 
-from gateway import schema
-from gateway.embedded import embedded_postgres
-from gateway.logs import configure_logging
-from gateway.modes import RouteMode
-from gateway.route_table import RouteTable
+from gateway.ops import schema
+from gateway.ops.embedded import embedded_postgres
+from gateway.ops.logs import configure_logging
+from gateway.routing.modes import RouteMode
+from gateway.routing.table import RouteTable
 from gateway.settings import ENV_PREFIX, InvalidSettings, Settings, load_settings
 
 app = typer.Typer(
@@ -105,7 +105,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            loop="gateway.serving:new_event_loop",
+            loop="gateway.ops.serving:new_event_loop",
             http="httptools",
             log_level=settings.log_level.lower(),
         )
@@ -131,7 +131,7 @@ def seed(
     """Load deterministic demo data (e.g. --users 10000 for benchmarks)."""
     from sqlalchemy import create_engine
 
-    from gateway.database import sync_url
+    from gateway.database.engines import sync_url
     from shared_models.seed import DemoSize
     from shared_models.seed import seed as load
 
@@ -176,7 +176,7 @@ def fail_with(response: httpx.Response) -> NoReturn:
 @contextmanager
 def offline_table(settings: Settings, url: str) -> Iterator[RouteTable]:
     """The configured app's route table on its database, to work without a running gateway."""
-    from gateway.database import create_async_engine_for
+    from gateway.database.engines import create_async_engine_for
     from gateway.factory import create_app
 
     app = create_app(settings.model_copy(update={"database_url": url}))
@@ -246,8 +246,8 @@ def set_route(
             fail_with(response)
         typer.echo(f"{key}: {mode}")
         return
-    from gateway.admin import ModeChange
     from gateway.errors import GatewayError
+    from gateway.ops.admin import ModeChange
 
     try:
         change = ModeChange.model_validate(body)
@@ -290,7 +290,7 @@ def report(
     from rich.console import Console
     from rich.table import Table
 
-    from gateway import advisor
+    from gateway.metrics import advisor
 
     window = window or (60.0 if prometheus else 10.0)
     try:

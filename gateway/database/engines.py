@@ -3,7 +3,7 @@
 Engines are built by `open_database` (called from the app's lifespan, never at
 import) and released by `Database.dispose`. Sessions never expire loaded
 attributes on commit, because the session is closed before the response is
-serialised (see `gateway.sessions`).
+serialised (see `gateway.database.sessions`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import Settings
 
-logger = logging.getLogger("gateway.database")
+logger = logging.getLogger(__name__)
 
 SYNC_DRIVER = "postgresql+psycopg"
 ASYNC_DRIVER = "postgresql+asyncpg"

@@ -15,13 +15,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from prometheus_client import generate_latest
 from pydantic import BaseModel, Field
 
-from gateway.advisor import build_report, increase, parse
+from gateway.database.state import gateway_state
 from gateway.errors import Forbidden, NotFound, Unauthorized
-from gateway.exposition import scraped_registry
-from gateway.modes import Impl, Mode, RouteMode
-from gateway.route_store import list_events
-from gateway.route_table import RouteTable
-from gateway.state import gateway_state
+from gateway.impl import Impl
+from gateway.metrics.advisor import build_report, increase, parse
+from gateway.metrics.exposition import scraped_registry
+from gateway.routing.modes import Mode, RouteMode
+from gateway.routing.store import list_events
+from gateway.routing.table import RouteTable
 
 
 class ModeChange(BaseModel):

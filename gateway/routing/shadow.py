@@ -25,9 +25,9 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.sessions import SCOPE_SESSIONS, SCOPE_SHADOW
+from gateway.database.sessions import SCOPE_SESSIONS, SCOPE_SHADOW
 
-logger = logging.getLogger("gateway.shadow")
+logger = logging.getLogger(__name__)
 
 RESULTS = ("match", "mismatch", "error", "dropped")
 

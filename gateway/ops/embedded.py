@@ -19,7 +19,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-logger = logging.getLogger("gateway.embedded")
+logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "gateway"
 HOLDERS_FILE = ".handle_pids.json"

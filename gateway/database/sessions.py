@@ -37,14 +37,14 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from gateway.metrics import current_request
-from gateway.state import GatewayState, gateway_state
+from gateway.database.state import GatewayState, gateway_state
+from gateway.database.timing import add_thread_time
 
-logger = logging.getLogger("gateway.sessions")
+logger = logging.getLogger(__name__)
 
 SESSIONS_PARAMETER = "gateway_request"  # the hidden endpoint parameter: the Request itself
-SCOPE_SESSIONS = "gateway.sessions"  # where a request keeps its RequestSessions
-SCOPE_SHADOW = "gateway.shadow"  # set on a shadow run's scope: its writes are discarded
+SCOPE_SESSIONS = "gateway.database.sessions"  # where a request keeps its RequestSessions
+SCOPE_SHADOW = "gateway.routing.shadow"  # set on a shadow run's scope: its writes are discarded
 
 
 class RequestSessions:
@@ -292,10 +292,7 @@ def _threaded_wrapper(
             sessions.finish_sync(commit=False)
             raise
         finally:
-            stats = current_request.get()
-            if stats is not None:
-                stats.thread_wait = started - queued_at
-                stats.thread_seconds = time.perf_counter() - started
+            add_thread_time(started - queued_at, time.perf_counter() - started)
         sessions.finish_sync(commit=True)
         return result
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.state import gateway_state
+from gateway.database.state import gateway_state
 
 router = APIRouter(include_in_schema=False)
 

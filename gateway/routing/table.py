@@ -7,7 +7,7 @@ Invariants:
   ignored in favour of the route's default;
 - a change is stored first (row, event, NOTIFY in one transaction) and applied
   here at once; other workers and instances apply it when notified
-  (`gateway.route_sync`);
+  (`gateway.routing.sync`);
 - an automatic rollback applies locally at once, then is stored only if the
   route is still in canary mode.
 """
@@ -23,16 +23,17 @@ from anyio.abc import TaskGroup
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import route_store
 from gateway.asgi import StatusRecorder
-from gateway.canary_guard import CanaryGuard
-from gateway.metrics import GatewayMetrics
-from gateway.modes import Impl, RouteMode, default_mode, validate_change
-from gateway.routing import PublicRoute
+from gateway.impl import Impl
+from gateway.metrics.registry import GatewayMetrics
+from gateway.routing import store as route_store
+from gateway.routing.canary_guard import CanaryGuard
+from gateway.routing.modes import RouteMode, default_mode, validate_change
+from gateway.routing.pairing import PublicRoute
+from gateway.routing.shadow import ShadowRunner
 from gateway.settings import Settings
-from gateway.shadow import ShadowRunner
 
-logger = logging.getLogger("gateway.route_table")
+logger = logging.getLogger(__name__)
 
 AUTOMATIC_ACTOR = "gateway"
 
@@ -42,6 +43,14 @@ def header_value(scope: Scope, name: bytes) -> str | None:
         if header == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def gauges(modes: Mapping[str, RouteMode]) -> dict[str, tuple[str, int]]:
+    """Modes as the metrics show them: (mode, canary percent or 0) per route."""
+    return {
+        key: (mode.mode, mode.percent if mode.mode == "canary" else 0)
+        for key, mode in modes.items()
+    }
 
 
 class RouteTable:
@@ -69,7 +78,7 @@ class RouteTable:
         )
         self.stored: dict[str, route_store.StoredMode] = {}
         self.modes: dict[str, RouteMode] = self._effective({})
-        metrics.show_modes(self.modes)
+        metrics.show_modes(gauges(self.modes))
         metrics.show_implementations({key: self.implementations(key) for key in self.routes})
         self.engine: AsyncEngine | None = None
         self.task_group: TaskGroup | None = None
@@ -97,11 +106,11 @@ class RouteTable:
         """Swap in the modes loaded from the database."""
         self.stored = stored
         self.modes = self._effective(stored)
-        self.metrics.show_modes(self.modes)
+        self.metrics.show_modes(gauges(self.modes))
 
     def set_local(self, key: str, mode: RouteMode) -> None:
         self.modes = {**self.modes, key: mode}
-        self.metrics.show_modes({key: mode})
+        self.metrics.show_modes(gauges({key: mode}))
 
     async def reload(self) -> None:
         assert self.engine is not None

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.modes import RouteMode
+from gateway.routing.modes import RouteMode
 
 CHANNEL = "gateway_routes"
 SELECT_MODES = (

@@ -1,4 +1,4 @@
-"""Every Prometheus metric the gateway exports, and the pure ASGI middleware that records requests.
+"""Every Prometheus metric the gateway exports, with the label caches that keep recording cheap.
 
     gateway_request_duration_seconds      histogram  method, route, impl, status
     gateway_requests_in_progress          gauge      method, route, impl
@@ -24,52 +24,24 @@ Request metrics name a route by `method` and `route` (its path template);
 routing metrics by `route` = the route key, `METHOD /path/template`.
 Labels are bounded by construction: `route` is a route template (unmatched
 paths share `UNMATCHED`), `method` one of the standard methods or `OTHER`,
-`status` a status code. /metrics, /healthz, /readyz, /docs and /admin are not
-API routes and are not measured. Label children are cached, so a request
-allocates no label set after the first of its kind.
+`status` a status code. Only API routes (those the gateway dispatches) are
+measured (see `gateway.metrics.middleware`). Label children are cached, so a
+request allocates no label set after the first of its kind.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.asgi import StatusRecorder
-from gateway.modes import MODES, RouteMode
+from gateway.database.timing import RequestTimes
 
 UNMATCHED = "UNMATCHED"
-UNROUTED = frozenset({404, 405})  # no API route took the request
-NOT_API = ("/admin", "/metrics", "/healthz", "/readyz", "/docs", "/openapi.json", "/redoc")
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-SCOPE_IMPL = "gateway.impl"
+MODES = ("legacy", "async", "canary", "shadow")
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
-
-
-@dataclass
-class RequestStats:
-    """What one API request spent where; filled in by the session and database hooks."""
-
-    method: str = "OTHER"
-    route: str = UNMATCHED
-    db_seconds: float = 0.0
-    thread_wait: float | None = None
-    thread_seconds: float = 0.0
-
-
-current_request: ContextVar[RequestStats | None] = ContextVar("gateway_request", default=None)
-
-
-def add_database_time(seconds: float) -> None:
-    """Count `seconds` of database work against the current API request, if any."""
-    stats = current_request.get()
-    if stats is not None:
-        stats.db_seconds += seconds
 
 
 class GatewayMetrics:
@@ -142,7 +114,7 @@ class GatewayMetrics:
         self._threads: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
 
     def observe_request(
-        self, method: str, route: str, impl: str, status: int, seconds: float, stats: RequestStats
+        self, method: str, route: str, impl: str, status: int, seconds: float, times: RequestTimes
     ) -> None:
         key = (method, route, impl, status)
         child = self._durations.get(key)
@@ -158,11 +130,11 @@ class GatewayMetrics:
             db_child = self._db_times[method, route, impl] = self.db_query.labels(
                 method, route, impl
             )
-        db_child.observe(stats.db_seconds)
-        if stats.thread_wait is not None:
+        db_child.observe(times.db_seconds)
+        if times.thread_wait is not None:
             wait, busy = self._thread_children(method, route)
-            wait.observe(stats.thread_wait)
-            busy.inc(stats.thread_seconds)
+            wait.observe(times.thread_wait)
+            busy.inc(times.thread_seconds)
 
     def _thread_children(self, method: str, route: str) -> tuple[Histogram, Counter]:
         children = self._threads.get((method, route))
@@ -178,51 +150,13 @@ class GatewayMetrics:
             for impl in impls:
                 self.route_implementations.labels(route, impl).set(1)
 
-    def show_modes(self, modes: dict[str, RouteMode]) -> None:
-        for route, mode in modes.items():
+    def show_modes(self, modes: Mapping[str, tuple[str, int]]) -> None:
+        """Each route's current mode and canary percent (0 unless in canary)."""
+        for route, (mode, percent) in modes.items():
             for name in MODES:
-                self.route_mode.labels(route, name).set(1 if mode.mode == name else 0)
-            self.canary_percent.labels(route).set(mode.percent if mode.mode == "canary" else 0)
+                self.route_mode.labels(route, name).set(1 if mode == name else 0)
+            self.canary_percent.labels(route).set(percent)
 
 
 def measured_method(method: str) -> str:
     return method if method in STANDARD_METHODS else "OTHER"
-
-
-class MetricsMiddleware:
-    """Times every request; records those that reached an API route, or no route at all.
-
-    A pure ASGI middleware: it wraps `send` to see the status and records in
-    `finally`, so a failing request is measured too.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Callable[[], GatewayMetrics | None]) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = self.metrics() if scope["type"] == "http" else None
-        if metrics is None:
-            await self.app(scope, receive, send)
-            return
-        stats = RequestStats()
-        token = current_request.set(stats)
-        recorder = StatusRecorder(send)
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, recorder)
-        finally:
-            current_request.reset(token)
-            self._record(metrics, scope, recorder.status, time.perf_counter() - started, stats)
-
-    @staticmethod
-    def _record(
-        metrics: GatewayMetrics, scope: Scope, status: int, seconds: float, stats: RequestStats
-    ) -> None:
-        impl = scope.get(SCOPE_IMPL)
-        if impl is None and (status not in UNROUTED or scope["path"].startswith(NOT_API)):
-            return  # health, metrics, docs, admin: not API routes
-        template = UNMATCHED if impl is None else stats.route
-        metrics.observe_request(
-            measured_method(scope["method"]), template, impl or "none", status, seconds, stats
-        )

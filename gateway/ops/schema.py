@@ -8,9 +8,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, inspect
 
-from gateway.database import sync_url
+from gateway.database.engines import sync_url
 
-logger = logging.getLogger("gateway.schema")
+logger = logging.getLogger(__name__)
 
 MIGRATIONS = "shared_models:migrations"
 

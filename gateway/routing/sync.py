@@ -17,10 +17,10 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.route_store import CHANNEL, SELECT_MODES, stored_modes
-from gateway.route_table import RouteTable
+from gateway.routing.store import CHANNEL, SELECT_MODES, stored_modes
+from gateway.routing.table import RouteTable
 
-logger = logging.getLogger("gateway.route_sync")
+logger = logging.getLogger(__name__)
 
 POLL_WHILE_DISCONNECTED = 1.0
 MAX_BACKOFF = 10.0

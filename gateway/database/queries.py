@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.interfaces import ORMOption
 
+from gateway.database.reads import read_one
 from gateway.errors import not_found
-from gateway.reads import read_one
 
 M = TypeVar("M", bound=DeclarativeBase)
 S = TypeVar("S", bound=BaseModel)

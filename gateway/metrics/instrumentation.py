@@ -19,10 +19,12 @@ import anyio
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
-from gateway.database import Database
-from gateway.metrics import GatewayMetrics, add_database_time, current_request
+from gateway.database.engines import Database
+from gateway.database.timing import add_database_time, current_times
+from gateway.metrics.middleware import MeasuredRequest
+from gateway.metrics.registry import GatewayMetrics
 
-logger = logging.getLogger("gateway.instrumentation")
+logger = logging.getLogger(__name__)
 
 STARTED_KEY = "gateway_query_started"
 SAMPLE_EVERY_SECONDS = 0.25
@@ -63,19 +65,20 @@ def detect_blocking(
     warned: set[str] = set()
 
     def check(*_: Any) -> None:
-        stats = current_request.get()
-        if stats is None or threading.get_ident() != loop_thread:
+        request = current_times.get()
+        if not isinstance(request, MeasuredRequest) or threading.get_ident() != loop_thread:
             return
-        metrics.loop_blocked.labels(stats.method, stats.route).inc()
+        method, route = request.labels()
+        metrics.loop_blocked.labels(method, route).inc()
         message = (
-            f"{stats.route}: a sync Session ran a query on the event loop thread; "
+            f"{method} {route}: a sync Session ran a query on the event loop thread; "
             "every other request waited for it. Use AsyncDB in `async def` endpoints, "
             "or make the endpoint a plain `def`."
         )
         if raise_error:
             raise BlockingCall(message)
-        if stats.route not in warned:
-            warned.add(stats.route)
+        if route not in warned:
+            warned.add(route)
             logger.warning(message)
 
     return listen(engine, "before_cursor_execute", check)

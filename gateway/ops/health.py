@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from gateway.database import Database, probe_pgvector
-from gateway.state import gateway_state
+from gateway.database.engines import Database, probe_pgvector
+from gateway.database.state import gateway_state
 
 router = APIRouter(include_in_schema=False)
 

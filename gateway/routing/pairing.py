@@ -6,10 +6,10 @@ implementations of ONE route: the app matches the path once and lists it once
 in OpenAPI. Invariants:
 
 - both implementations of a key take the same parameters and declare the same
-  response model and status code (checked at start-up, see `gateway.contract`);
+  response model and status code (checked at start-up, see `gateway.routing.contract`);
 - every response from an API route carries `X-Gateway-Impl: legacy|async`.
 
-Which implementation serves a request is `gateway.route_table`'s business.
+Which implementation serves a request is `gateway.routing.table`'s business.
 """
 
 from __future__ import annotations
@@ -19,24 +19,24 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.contract import check_same_contract
-from gateway.errors import internal_error
-from gateway.metrics import SCOPE_IMPL, GatewayMetrics, current_request, measured_method
-from gateway.sessions import (
+from gateway.database.sessions import (
     bind_sessions,
     session_kinds,
     sync_dependencies_using_session,
 )
+from gateway.errors import internal_error
+from gateway.impl import Impl
+from gateway.metrics.middleware import SCOPE_IMPL
+from gateway.metrics.registry import GatewayMetrics, measured_method
+from gateway.routing.contract import check_same_contract
 
-Impl = Literal["legacy", "async"]
 IMPL_HEADER = b"x-gateway-impl"
-logger = logging.getLogger("gateway.routing")
+logger = logging.getLogger(__name__)
 
 
 class RouteConflict(ValueError):
@@ -67,9 +67,6 @@ def tag_with_impl(app: ASGIApp, impl: Impl, key: str, metrics: GatewayMetrics) -
 
     async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
         scope[SCOPE_IMPL] = impl
-        stats = current_request.get()
-        if stats is not None:
-            stats.method, stats.route = method, template
         in_progress.inc()
         started = False
 

@@ -39,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from gateway.metrics import add_database_time
+from gateway.database.timing import add_database_time
 
 S = TypeVar("S", bound=BaseModel)
 KEY_PARAMETER = "ident"

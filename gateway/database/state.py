@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp
 
-from gateway.database import Database
-from gateway.gates import ConnectionGate, ThreadGate
+from gateway.database.engines import Database
+from gateway.database.gates import ConnectionGate, ThreadGate
 from gateway.settings import Settings
 
 

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-logger = logging.getLogger("gateway.serving")
+logger = logging.getLogger(__name__)
 
 ACCEPT_BATCH = 256  # per readable event: enough to drain a burst, bounded so requests still run
 PAUSE_WHEN_OUT_OF_FILES = 1.0  # seconds before accepting again after EMFILE/ENFILE
@@ -119,7 +119,7 @@ except ImportError:  # pragma: no cover - uvloop does not exist on Windows
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvicorn's loop hook: `--loop gateway.serving:new_event_loop`."""
+    """uvicorn's loop hook: `--loop gateway.ops.serving:new_event_loop`."""
     if uvloop is None:  # pragma: no cover
         return asyncio.new_event_loop()
     return DrainingLoop()

@@ -1,0 +1,80 @@
+"""The pure ASGI middleware that times every API request and records it once it has ended.
+
+It wraps `send` to see the status and records in `finally`, so a failing
+request is measured too. Labels come from the scope: `scope["route"]`, the
+route FastAPI matched (its path template), and `scope[SCOPE_IMPL]`, the
+implementation the routing layer chose. A request no API route took is
+recorded as `UNMATCHED` when it was answered 404 or 405, and not at all
+otherwise (health, metrics, docs, admin and the app's other routes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.asgi import StatusRecorder
+from gateway.database.timing import RequestTimes, current_times
+from gateway.metrics.registry import UNMATCHED, GatewayMetrics, measured_method
+
+SCOPE_IMPL = "gateway.impl"  # set by the routing layer: the implementation that serves
+UNROUTED = frozenset({404, 405})  # no API route took the request
+NOT_API = ("/admin", "/metrics", "/healthz", "/readyz")
+
+
+class MeasuredRequest(RequestTimes):
+    """A request's times, and its scope, for hooks that label what they see while it runs."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__()
+        self.scope = scope
+
+    def labels(self) -> tuple[str, str]:
+        """(method, route template) of the request, once a route has matched it."""
+        return measured_method(self.scope["method"]), route_template(self.scope)
+
+
+def route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    template = getattr(route, "path_format", None)
+    return template if isinstance(template, str) else UNMATCHED
+
+
+class MetricsMiddleware:
+    """Times every HTTP request; records those that reached an API route, or no route at all."""
+
+    def __init__(self, app: ASGIApp, metrics: Callable[[], GatewayMetrics | None]) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.metrics() if scope["type"] == "http" else None
+        if metrics is None:
+            await self.app(scope, receive, send)
+            return
+        measured = MeasuredRequest(scope)
+        token = current_times.set(measured)
+        recorder = StatusRecorder(send)
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, recorder)
+        finally:
+            current_times.reset(token)
+            self._record(metrics, scope, recorder.status, time.perf_counter() - started, measured)
+
+    @staticmethod
+    def _record(
+        metrics: GatewayMetrics, scope: Scope, status: int, seconds: float, times: RequestTimes
+    ) -> None:
+        impl = scope.get(SCOPE_IMPL)
+        if impl is None and (status not in UNROUTED or scope["path"].startswith(NOT_API)):
+            return  # not an API route: health, metrics, docs, admin, the app's other routes
+        template = UNMATCHED if impl is None else route_template(scope)
+        metrics.observe_request(
+            measured_method(scope["method"]), template, impl or "none", status, seconds, times
+        )
