@@ -4,10 +4,12 @@ RUN useradd --create-home --uid 1000 gateway
 WORKDIR /opt/gateway
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+RUN pip install --no-cache-dir '.[demo]'
+# The demo shop, served from this directory: [tool.gateway] in pyproject.toml names it.
+COPY demo ./demo
 COPY legacy_routes ./legacy_routes
 COPY async_routes ./async_routes
 COPY shared_models ./shared_models
-RUN pip install --no-cache-dir .
 
 USER gateway
 ENV GATEWAY_DATA_DIR=/home/gateway/data

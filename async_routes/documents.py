@@ -8,32 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from gateway import AsyncDB, Unavailable
-from gateway.database.engines import probe_pgvector
+from gateway import AsyncDB, require_extension
 from gateway.database.queries import create, get_or_404
-from gateway.database.state import gateway_state
 from shared_models.models import Document
 from shared_models.params import DocumentId, Limit
 from shared_models.schemas import DocumentCreate, DocumentMatch, DocumentRead, DocumentSearch
 
-
-async def require_pgvector(request: Request) -> None:
-    available = await probe_pgvector(gateway_state(request.app).database)
-    if available is None:
-        raise Unavailable("the database does not answer", {"retry": True})
-    if not available:
-        raise Unavailable(
-            "document search needs the PostgreSQL extension 'vector' (pgvector), "
-            "which is not installed in this database",
-            {"missing_extension": "vector"},
-        )
-
-
 router = APIRouter(
-    prefix="/documents", tags=["documents"], dependencies=[Depends(require_pgvector)]
+    prefix="/documents",
+    tags=["documents"],
+    dependencies=[Depends(require_extension("vector", "document search"))],
 )
 
 

@@ -17,9 +17,9 @@ from psycopg import sql
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.pool import NullPool
 
+from demo.database import install as upgrade
 from gateway.database.engines import sync_url
 from gateway.ops.embedded import start_server
-from gateway.ops.schema import upgrade
 from shared_models.seed import DemoSize, seed
 
 logger = logging.getLogger("bench.database")

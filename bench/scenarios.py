@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 USERS_PATH = "/users/{id}"
 SLOW_LEGACY_PATH = "/slow"
 SLOW_LEGACY_APP = "bench.apps.gateway_slow_legacy:app"
-GATEWAY_APP = "gateway.app:app"
+GATEWAY_APP = "demo.app:app"
 USERS_ROUTE = "GET /users/{user_id}"
 BACKGROUND_CONNECTIONS = 64
 

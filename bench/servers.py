@@ -1,7 +1,7 @@
 """Servers under test: one uvicorn process each (uvloop, httptools, no access log), pinned.
 
 The gateway runs on the loop `gateway serve` uses: uvloop with an accept loop that
-drains the listen queue (gateway/serving.py).
+drains the listen queue (gateway/ops/serving.py).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def server_command(config: Configuration, port: int) -> list[str]:
     address = f"--host {HOST} --port {port}".split()
     if config.workers is not None:
         serve = "from gateway.cli import main; main()"
-        return [sys.executable, "-c", serve, "serve", *address, "--workers", str(config.workers)]
+        workers = ["--workers", str(config.workers)]
+        return [sys.executable, "-c", serve, "serve", "--app", str(config.app), *address, *workers]
     assert config.app is not None
     loop = GATEWAY_LOOP if config.gateway else "uvloop"
     uvicorn = ["--loop", loop, "--http", "httptools", "--no-access-log"]

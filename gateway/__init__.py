@@ -1,8 +1,24 @@
-"""A FastAPI gateway that serves legacy sync routes and migrated async routes over one database."""
+"""A FastAPI gateway that serves legacy sync routes and migrated async routes over one database.
 
+The public API; everything else is reached through its module.
+
+    adopt(app, async_routers=[...], sync_session_dependencies=[get_db])   serve an existing app
+    create_app(settings, legacy_routers=[...], async_routers=[...], **fastapi_options)
+    SyncDB, AsyncDB                   the session each side's endpoints declare
+    require_extension(name, feature)  a dependency for routes that need a PostgreSQL extension
+    GatewayError and its kinds        errors routes raise, answered in the app's error format
+    Settings, load_settings           every `GATEWAY_*` setting
+    gateway_metadata, exclude_gateway_tables
+                                      the gateway's tables, and the hook that keeps an app's
+                                      Alembic autogenerate and `alembic check` off them
+"""
+
+from gateway.database.extensions import require_extension
 from gateway.database.sessions import AsyncDB, SyncDB
 from gateway.errors import Conflict, GatewayError, NotFound, Unavailable, not_found
-from gateway.factory import create_app
+from gateway.factory import adopt, create_app, gateway_of
+from gateway.ops.migrations import exclude_gateway_tables
+from gateway.routing.store import metadata as gateway_metadata
 from gateway.settings import Settings, load_settings
 
 __all__ = [
@@ -13,7 +29,12 @@ __all__ = [
     "Settings",
     "SyncDB",
     "Unavailable",
+    "adopt",
     "create_app",
+    "exclude_gateway_tables",
+    "gateway_metadata",
+    "gateway_of",
     "load_settings",
     "not_found",
+    "require_extension",
 ]

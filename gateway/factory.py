@@ -1,167 +1,221 @@
-"""The app factory: one FastAPI app serving legacy and async routers over one database.
+"""The app factory: adopt the FastAPI app a team already has, or build one, and serve it.
 
-`create_app()` builds the app; its lifespan owns every engine and pool, so
-nothing connects at import and tests can build apps with other settings.
+`adopt(app, ...)` takes an existing app as it is: its routes (nested routers,
+prefixes, tags, dependencies, operation ids), middleware, exception handlers,
+mounts, lifespan and OpenAPI settings stay where the team put them. It adds
+what the gateway needs around them: each API route served through its key's
+dispatcher, paired with its async twin when one is given; sessions finished
+inside the endpoint call; a metrics middleware, a body limit, and the
+operations routes (/healthz, /readyz, /metrics, /admin; after the app's own
+routes, so an app that serves one of those paths keeps it, and out of its
+OpenAPI). `create_app(...)` is `adopt(FastAPI(...))` for a new app: it takes
+everything `FastAPI(...)` takes, and the legacy routers to include.
+
+Adopting an instance rather than rebuilding one is deliberate: adoption is
+one call added at the end of the app's main module, and nothing the team
+configured has to move.
+
+The lifespan owns every engine and pool: nothing connects at import, and the
+CLI can read an app's routes without starting its database.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
-import pkgutil
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-import anyio
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import mark_process_dead
 
-from gateway.database.engines import (
-    Database,
-    open_database,
-    probe_pgvector,
-    warn_if_pool_starves_threads,
-)
-from gateway.database.gates import ConnectionGate, ThreadGate
-from gateway.database.state import GatewayState
-from gateway.errors import install_error_handlers
+from gateway.database.engines import Database
+from gateway.database.extensions import required_extensions
+from gateway.database.providers import SessionProviders
+from gateway.errors import ConfigurationError, install_error_handlers
+from gateway.lifespan import GatewayApp, gateway_lifespan
 from gateway.metrics.exposition import router as metrics_router
-from gateway.metrics.instrumentation import instrument, watch_loop
 from gateway.metrics.middleware import MetricsMiddleware
 from gateway.metrics.registry import GatewayMetrics
-from gateway.ops import embedded, schema
 from gateway.ops.admin import router as admin_router
-from gateway.ops.gc_tuning import tune_garbage_collector
 from gateway.ops.health import router as health_router
 from gateway.ops.limits import BodyLimitMiddleware
 from gateway.ops.logs import configure_logging
-from gateway.routing.pairing import mount_routes, pair_routes
-from gateway.routing.sync import keep_in_sync, reload_quietly
+from gateway.routing.pairing import Pairing, RouteBuilder, pair_routes
+from gateway.routing.routes import paths
 from gateway.routing.table import RouteTable
 from gateway.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
-
-def discover_routers(package: str) -> list[APIRouter]:
-    """The module-level `router` of every module in `package`, in module-name order."""
-    root = importlib.import_module(package)
-    routers = []
-    for module_info in sorted(pkgutil.iter_modules(root.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package}.{module_info.name}")
-        router = getattr(module, "router", None)
-        if isinstance(router, APIRouter):
-            routers.append(router)
-    return routers
+OPERATIONS = (health_router, metrics_router, admin_router)
+SessionDependency = Callable[..., Any]
 
 
-def default_constraint_messages() -> Mapping[str, str]:
-    from shared_models.constraints import CONSTRAINT_MESSAGES
-
-    return CONSTRAINT_MESSAGES
+class NotAGatewayApp(ConfigurationError):
+    """The object was not built with `gateway.create_app()` or `gateway.adopt()`."""
 
 
-async def resolve_database_url(settings: Settings, stack: AsyncExitStack) -> str:
-    """The configured URL, or the embedded server's (started, migrated and seeded here)."""
-    if settings.database_url is not None:
-        return settings.database_url
-    url = stack.enter_context(embedded.embedded_postgres(settings.data_dir))
-    await anyio.to_thread.run_sync(schema.upgrade, url)
-    if settings.seed_demo_data:
-        await anyio.to_thread.run_sync(schema.seed_if_empty, url)
-    return url
+class AlreadyStarted(ConfigurationError):
+    """The app has served requests already: the gateway can no longer wrap it."""
 
 
-def gateway_lifespan(settings: Settings, database: Database | None):  # type: ignore[no-untyped-def]
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            if database is None:
-                url = await resolve_database_url(settings, stack)
-                active = open_database(settings, url)
-            else:
-                active = database
-                url = active.sync_engine.url.render_as_string(hide_password=False)
-            stack.push_async_callback(active.dispose)
-            await probe_pgvector(active)
-            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
-            warn_if_pool_starves_threads(settings)
-            threads = ThreadGate(
-                settings.threadpool_size,
-                max_queue=settings.threadpool_max_queue,
-                max_wait=settings.threadpool_max_wait,
-            )
-            connections = ConnectionGate(
-                settings.async_pool_capacity, max_wait=settings.pool_timeout
-            )
-            app.state.gateway = GatewayState(settings, active, url, threads, connections)
-            table: RouteTable = app.state.route_table
-            metrics: GatewayMetrics = app.state.metrics
-            stack.callback(
-                instrument(active, metrics, raise_on_blocking=settings.raise_on_blocking)
-            )
-            if settings.metrics_dir is not None:
-                stack.callback(mark_process_dead, os.getpid(), str(settings.metrics_dir))
-            async with anyio.create_task_group() as background:
-                table.attach(active.async_engine, background)
-                await reload_quietly(table)
-                background.start_soon(
-                    keep_in_sync, table, active.async_engine, settings.route_reload_seconds
+def gateway_of(app: object) -> GatewayApp:
+    """What the gateway keeps for `app`; `NotAGatewayApp` if it never adopted it."""
+    found = getattr(getattr(app, "state", None), "gateway_app", None)
+    if not isinstance(found, GatewayApp):
+        raise NotAGatewayApp(
+            f"{app!r} is not served by the gateway: build it with gateway.create_app(), "
+            "or pass it to gateway.adopt()"
+        )
+    return found
+
+
+def adopt(
+    app: FastAPI,
+    *,
+    async_routers: Iterable[APIRouter] = (),
+    settings: Settings | None = None,
+    sync_session_dependencies: Iterable[SessionDependency] = (),
+    async_session_dependencies: Iterable[SessionDependency] = (),
+    constraint_messages: Mapping[str, str] | None = None,
+    prepare_embedded_database: Callable[[str], None] | None = None,
+    database: Database | None = None,
+) -> FastAPI:
+    """Serve `app`'s routes through the gateway, paired with the async twins in `async_routers`.
+
+    `sync_session_dependencies` are the app's own dependencies that give an
+    endpoint a sync `Session` (its `get_db`): routes that use them get the
+    gateway's session for the request, with its lifetime and its metrics.
+    `constraint_messages` turn a violated constraint's name into the message of
+    the 409 it causes (with `GATEWAY_MAP_DATABASE_ERRORS`).
+    `prepare_embedded_database` is called with the URL of an embedded database
+    the gateway started (`GATEWAY_EMBEDDED_DATABASE`), to create the app's own
+    schema there. A `database` given here is used as is and never disposed
+    (tests bind its session factories to connections they roll back).
+    Returns `app`, adopted in place.
+    """
+    if app.middleware_stack is not None:
+        raise AlreadyStarted(f"{app!r} has started serving: adopt it before it starts")
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = GatewayMetrics(registry, settings.metrics_buckets)
+    builder = RouteBuilder(
+        app,
+        SessionProviders(sync_session_dependencies, async_session_dependencies),
+        metrics,
+        settings.error_format,
+        warnings=[],
+    )
+    pairing = pair_routes(builder, async_routers)
+    table = RouteTable(pairing.routes, settings, metrics)
+    dispatchers = {route.key: table.dispatcher(route) for route in pairing.routes}
+    own_paths = paths(app.router.routes)
+    app.router.routes[:] = [
+        *pairing.app_routes(dispatchers),
+        *operations_routes(own_paths, builder),
+    ]
+    app.openapi_schema = None
+    install_error_handlers(
+        app,
+        error_format=settings.error_format,
+        map_database_errors=settings.map_database_errors,
+        constraint_messages=constraint_messages or {},
+    )
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, error_format=settings.error_format
+    )
+    app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
+    app.state.route_table = table
+    app.state.metrics = metrics
+    app.state.metrics_registry = registry
+    app.state.gateway_app = GatewayApp(
+        settings=settings,
+        table=table,
+        metrics=metrics,
+        required_extensions=required_extensions(
+            route.dependant for route in pairing.shown.values()
+        ),
+        prepare_embedded_database=prepare_embedded_database,
+        database=database,
+        warnings=builder.warnings,
+    )
+    app.router.lifespan_context = gateway_lifespan(app.router.lifespan_context)
+    log_warnings(builder.warnings, pairing)
+    return app
+
+
+def operations_routes(own_paths: set[str], builder: RouteBuilder) -> list[Any]:
+    """The gateway's operations routes, minus any path the app already serves itself."""
+    routes = []
+    for router in OPERATIONS:
+        for route in router.routes:
+            path = getattr(route, "path_format", None)
+            if path in own_paths:
+                builder.warnings.append(
+                    f"the app serves {path} itself, so the gateway's {path} is not mounted"
                 )
-                background.start_soon(watch_loop, active, metrics, threads.limiter)
-                stack.callback(tune_garbage_collector(settings))
-                yield
-                background.cancel_scope.cancel()
-            del app.state.gateway
+                continue
+            routes.append(route)
+    return routes
 
-    return lifespan
+
+def log_warnings(warnings: list[str], pairing: Pairing) -> None:
+    for warning in warnings:
+        logger.warning(warning)
+    if pairing.unmanaged:
+        logger.warning(
+            "%d route(s) open a database session the gateway does not manage: it cannot give "
+            "them its session lifetime or measure their database time. Pass the dependency to "
+            "adopt(app, sync_session_dependencies=[...]) (or async_session_dependencies), or "
+            "use gateway.SyncDB:\n%s",
+            len(pairing.unmanaged),
+            listed(pairing.unmanaged),
+        )
+    if pairing.threaded:
+        logger.warning(
+            "%d route(s) have a sync dependency that queries the sync session: FastAPI runs it "
+            "in another thread than the endpoint, so its connection is held while the request "
+            "waits for the endpoint's thread. Make the dependency `async def` without queries, "
+            "or do the query in the endpoint:\n%s",
+            len(pairing.threaded),
+            listed(pairing.threaded),
+        )
+
+
+def listed(routes: list[str]) -> str:
+    return "\n".join(f"  {route}" for route in routes)
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    legacy_routers: Iterable[APIRouter] | None = None,
-    async_routers: Iterable[APIRouter] | None = None,
-    database: Database | None = None,
+    legacy_routers: Iterable[APIRouter] = (),
+    async_routers: Iterable[APIRouter] = (),
+    sync_session_dependencies: Iterable[SessionDependency] = (),
+    async_session_dependencies: Iterable[SessionDependency] = (),
     constraint_messages: Mapping[str, str] | None = None,
+    prepare_embedded_database: Callable[[str], None] | None = None,
+    database: Database | None = None,
+    **fastapi_options: Any,
 ) -> FastAPI:
-    """Build the gateway app.
+    """A new FastAPI app (`fastapi_options` go to `FastAPI(...)`) serving these routers.
 
-    Routers default to those found in the `legacy_routes` and `async_routes`
-    packages. A `database` given here is used as is and not disposed (tests bind
-    its session factories to a connection they roll back). `constraint_messages`
-    turn a violated constraint's name into the message of the 409 it causes.
+    The other arguments are `adopt`'s.
     """
-    settings = settings or load_settings()
-    configure_logging(settings.log_level)
-    app = FastAPI(
-        title="Hybrid gateway",
-        summary="Legacy sync routes and migrated async routes over one set of models",
-        lifespan=gateway_lifespan(settings, database),
+    app = FastAPI(**fastapi_options)
+    for router in legacy_routers:
+        app.include_router(router)
+    return adopt(
+        app,
+        async_routers=async_routers,
+        settings=settings,
+        sync_session_dependencies=sync_session_dependencies,
+        async_session_dependencies=async_session_dependencies,
+        constraint_messages=constraint_messages,
+        prepare_embedded_database=prepare_embedded_database,
+        database=database,
     )
-    app.state.gateway_warnings = []
-    app.state.constraint_messages = dict(
-        default_constraint_messages() if constraint_messages is None else constraint_messages
-    )
-    install_error_handlers(app)
-    for operations in (health_router, admin_router, metrics_router):
-        # Added route by route: FastAPI matches an included router through a wrapper
-        # that every API request passed through (measured: 2-3 % of throughput).
-        app.router.routes.extend(operations.routes)
-    legacy = discover_routers("legacy_routes") if legacy_routers is None else legacy_routers
-    migrated = discover_routers("async_routes") if async_routers is None else async_routers
-    registry = CollectorRegistry(auto_describe=True)
-    metrics = GatewayMetrics(registry, settings.metrics_buckets)
-    app.state.metrics_registry = registry
-    app.state.metrics = metrics
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
-    paired = pair_routes(app, legacy, migrated, metrics)
-    table = RouteTable([route for route, _ in paired], settings, metrics)
-    mount_routes(app, paired, table.dispatcher)
-    app.state.route_table = table
-    for warning in app.state.gateway_warnings:
-        logger.warning(warning)
-    return app
+
+
+__all__ = ["AlreadyStarted", "GatewayApp", "NotAGatewayApp", "adopt", "create_app", "gateway_of"]

@@ -1,21 +1,32 @@
-"""Every setting of the gateway, read once from `GATEWAY_*` environment variables.
+"""Every setting of the gateway, read once from `GATEWAY_*` variables or the project's pyproject.
 
-Nothing else in the gateway reads the environment. An invalid value stops the
-start with `InvalidSettings`, whose message names the variable and the problem.
+A setting comes from, in this order: the value an app passes in code, the
+environment variable `GATEWAY_<NAME>`, the `[tool.gateway]` table of the
+`pyproject.toml` in the working directory, the default here. An app may
+subclass `Settings` to change defaults (the demo does). Nothing else in the
+gateway reads the environment. An invalid value stops the start with
+`InvalidSettings`, whose message names the variable and the problem.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+)
+
+from gateway.errors import ConfigurationError, ErrorFormat
+from gateway.impl import Impl
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-ImplName = Literal["legacy", "async"]
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 PoolSize = Annotated[int, Field(ge=1, le=1000)]
 Overflow = Annotated[int, Field(ge=0, le=1000)]
@@ -25,24 +36,42 @@ def default_data_dir() -> Path:
     return platformdirs.user_data_path("hybrid-gateway")
 
 
-class InvalidSettings(ValueError):
+class InvalidSettings(ConfigurationError):
     """A `GATEWAY_*` variable holds a value the gateway cannot start with."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        pyproject_toml_table_header=("tool", "gateway"),
+    )
 
+    app: str | None = Field(
+        default=None,
+        description="the app the command line serves and manages, as module:attribute",
+    )
     database_url: str | None = Field(
         default=None,
-        description="postgresql://user:pass@host:port/db (or ?host=/socket/dir); "
-        "unset: start the embedded PostgreSQL",
+        description="postgresql://user:pass@host:port/db (or ?host=/socket/dir)",
+    )
+    embedded_database: bool = Field(
+        default=False,
+        description="without a database URL, start a private embedded PostgreSQL "
+        "(needs the `embedded` extra)",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="where the embedded PostgreSQL keeps its data",
     )
-    seed_demo_data: bool = Field(
-        default=True, description="seed demo data into an empty embedded database"
+    error_format: ErrorFormat = Field(
+        default="detail",
+        description='error bodies: FastAPI\'s {"detail": ...} or the gateway\'s {"error": {...}}',
+    )
+    map_database_errors: bool = Field(
+        default=False,
+        description="answer database failures with 409/422/503/504 instead of the app's 500",
     )
     threadpool_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=40, description="threads that run legacy `def` endpoints (anyio limiter)"
@@ -81,7 +110,7 @@ class Settings(BaseSettings):
     statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         default=30_000, description="PostgreSQL statement_timeout for both engines (0: none)"
     )
-    default_mode: ImplName = Field(
+    default_mode: Impl = Field(
         default="legacy",
         description="mode of a route that has both implementations and no mode set",
     )
@@ -144,6 +173,18 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a postgresql:// URL, got scheme {scheme!r}")
         return url.strip()
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        project = PyprojectTomlConfigSettingsSource(settings_cls)
+        return init_settings, env_settings, project
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, level: object) -> object:
@@ -158,10 +199,13 @@ class Settings(BaseSettings):
         return self.async_pool_size + self.async_max_overflow
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read the settings; raise `InvalidSettings` naming each bad variable."""
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def load_settings(kind: type[SettingsT] = Settings, **overrides: object) -> SettingsT:  # type: ignore[assignment]
+    """Read the settings (of `kind`, a subclass with other defaults); raise `InvalidSettings`."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return kind(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise InvalidSettings(describe_errors(error)) from None
 

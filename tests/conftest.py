@@ -32,10 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_a
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
-from gateway import create_app
+from demo.app import create_demo_app
+from demo.database import upgrade as upgrade_demo
+from demo.settings import DemoSettings
 from gateway.database.engines import Database, async_url, sync_url
-from gateway.ops.schema import upgrade
-from gateway.settings import Settings
+from gateway.ops.migrations import upgrade as upgrade_gateway
 from shared_models.seed import DemoSize, present_tables, reset_sequences, seed
 
 TEST_SIZE = DemoSize(users=12, items=6, orders=8, documents=20)
@@ -92,7 +93,8 @@ def template_name(server_url: str) -> Iterator[str]:
     name = f"gateway_tpl_{uuid.uuid4().hex[:8]}"
     url = create_database(server_url, name)
     try:
-        upgrade(url)
+        upgrade_demo(url)
+        upgrade_gateway(url)
         engine = create_engine(sync_url(url), poolclass=NullPool)
         seed(engine, TEST_SIZE)
         engine.dispose()
@@ -138,7 +140,7 @@ def needs_pgvector(has_pgvector: bool) -> None:
         pytest.skip("the test server has no pgvector extension")
 
 
-def test_settings(database_url: str, **overrides: object) -> Settings:
+def test_settings(database_url: str, **overrides: object) -> DemoSettings:
     values: dict[str, object] = {
         "database_url": database_url,
         "log_level": "WARNING",
@@ -148,7 +150,7 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
         "gc_freeze": False,
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return DemoSettings(**values)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
@@ -182,7 +184,7 @@ async def rolled_back_api(
                     ),
                     owns_engines=False,
                 )
-                app = create_app(
+                app = create_demo_app(
                     test_settings(database_url, default_mode=impl),
                     legacy_routers=legacy_routers,
                     async_routers=async_routers,

@@ -17,6 +17,8 @@ import httpx
 import psutil
 
 LOCALHOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_APP = "demo.app:app"
 GATEWAY_ENV_PREFIX = "GATEWAY_"
 STOP_GRACE_SECONDS = 15.0
 POLL_SECONDS = 0.1
@@ -54,8 +56,13 @@ def free_port() -> int:
 
 
 def child_env(values: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment without any `GATEWAY_*` variable, plus `values`."""
+    """This process's environment without any `GATEWAY_*` variable, plus `values`.
+
+    Commands serve the demo unless `values` name another app, from any directory.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIX)}
+    env["GATEWAY_APP"] = DEMO_APP
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(values)
     return env
 

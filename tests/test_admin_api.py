@@ -9,7 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from gateway import Settings, create_app
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
 pytestmark = pytest.mark.anyio
@@ -23,12 +24,12 @@ DEPLOY = {"Authorization": f"Bearer {TOKENS['deploy']}"}
 
 
 def real_app(url: str, tokens: dict[str, str] | None = None) -> FastAPI:
-    settings = Settings(
+    settings = DemoSettings(
         database_url=url,
         log_level="WARNING",
         admin_tokens=TOKENS if tokens is None else tokens,
     )
-    return create_app(settings)
+    return create_demo_app(settings)
 
 
 def admin_path(key: str) -> str:

@@ -12,10 +12,11 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from gateway import AsyncDB, Settings, SyncDB, create_app
+from demo.app import ASYNC_ROUTERS, LEGACY_ROUTERS, create_demo_app
+from demo.settings import DemoSettings
+from gateway import AsyncDB, SyncDB
 from gateway.database.engines import sync_url
 from gateway.database.queries import create
-from gateway.factory import discover_routers
 from shared_models.models import User
 from tests.conftest import MakeApi
 from tests.helpers import assert_error, assert_served_by, serving
@@ -59,8 +60,8 @@ def real_app(
     legacy_routers: list[APIRouter] | None = None,
     async_routers: list[APIRouter] | None = None,
 ) -> FastAPI:
-    settings = Settings(database_url=url, log_level="WARNING")
-    return create_app(settings, legacy_routers=legacy_routers, async_routers=async_routers)
+    settings = DemoSettings(database_url=url, log_level="WARNING")
+    return create_demo_app(settings, legacy_routers=legacy_routers, async_routers=async_routers)
 
 
 def order_body(lines: dict[int, int]) -> dict[str, object]:
@@ -186,8 +187,8 @@ async def test_failed_requests_write_nothing_and_return_their_connections(
 ) -> None:
     app = real_app(
         committed_database,
-        legacy_routers=[*discover_routers("legacy_routes"), failing_legacy],
-        async_routers=[*discover_routers("async_routes"), failing_async],
+        legacy_routers=[*LEGACY_ROUTERS, failing_legacy],
+        async_routers=[*ASYNC_ROUTERS, failing_async],
     )
     database_name = engine.url.database
     assert database_name is not None

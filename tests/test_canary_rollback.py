@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from gateway import Settings, create_app
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
 from gateway.database.engines import sync_url
 from gateway.routing.canary_guard import CanaryGuard
 from gateway.routing.modes import RouteMode
@@ -55,14 +56,14 @@ def probe_routers(async_delay: float = 0.0, async_fails: bool = False) -> dict[s
 
 
 def real_app(url: str, routers: dict[str, Any] | None = None) -> FastAPI:
-    settings = Settings(
+    settings = DemoSettings(
         database_url=url,
         log_level="CRITICAL",
         admin_tokens={"ops": "s3cret"},
         rollback_min_requests=MIN_REQUESTS,
         rollback_window_seconds=30,
     )
-    return create_app(settings, **(routers or {}))
+    return create_demo_app(settings, **(routers or {}))
 
 
 async def set_mode(client: httpx.AsyncClient, key: str, **change: Any) -> None:

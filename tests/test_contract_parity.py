@@ -1,16 +1,33 @@
-"""Contract parity: both implementations of every twin route answer each request identically."""
+"""The demo's contract parity, with gateway.testing: both implementations of every twin alike.
+
+Each twin's cases run in order, writes included, once per implementation from
+the same database state; statuses are checked against what the legacy side
+must answer, and every difference between the two sides is a failure.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
+from fastapi import APIRouter
 
-from gateway import Settings, create_app
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
+from gateway import AsyncDB
+from gateway.database.queries import read_or_404
+from gateway.testing import ParityReport, ParityRequest, check_parity
+from gateway.testing import twin_keys as parity_twins
+from shared_models.models import User
+from shared_models.params import UserId
+from shared_models.schemas import UserRead
 from shared_models.seed import order_rows
 from tests.conftest import TEST_SIZE, MakeApi
+from tests.conftest import test_settings as settings_for
+
+UNUSED_URL = "postgresql://unused@127.0.0.1/unused"
+IGNORED = ("created_at",)  # set by the database at each side's own insert time
 
 pytestmark = pytest.mark.anyio
 
@@ -27,20 +44,8 @@ class Case:
     json: JsonBody = None
     params: dict[str, str | int] = field(default_factory=dict)
 
-    def label(self) -> str:
-        query = "&".join(f"{name}={value}" for name, value in self.params.items())
-        return f"{self.method} {self.path}{'?' + query if query else ''} {self.json!r}"
-
-
-def twin_keys() -> list[str]:
-    """The keys of the default app that have both a legacy and an async implementation."""
-    app = create_app(
-        Settings(database_url="postgresql://unused@127.0.0.1/unused", log_level="WARNING")
-    )
-    routes = app.state.route_table.routes
-    return sorted(
-        key for key, route in routes.items() if set(route.implementations) == {"legacy", "async"}
-    )
+    def request(self) -> ParityRequest:
+        return ParityRequest(self.method, self.path, self.params, self.json)
 
 
 USERS_WITH_ORDERS = sorted({int(str(order["user_id"])) for order in order_rows(TEST_SIZE)[0]})
@@ -171,68 +176,64 @@ CASES: dict[str, list[Case]] = {
 }
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: Any
-    impl: str | None
-
-
-async def send(api: httpx.AsyncClient, case: Case) -> Answer:
-    response = await api.request(case.method, case.path, json=case.json, params=case.params)
-    body = response.json() if response.content else None
-    return Answer(response.status_code, body, response.headers.get("x-gateway-impl"))
-
-
-async def answers(make_api: MakeApi, impl: str, cases: list[Case]) -> list[Answer]:
-    async with make_api(impl=impl) as api:
-        return [await send(api.http, case) for case in cases]
-
-
-def seed_size(path: str) -> int:
-    return {"users": TEST_SIZE.users, "items": TEST_SIZE.items}[path.split("/")[1]]
-
-
-def comparable(value: Any, seeded: int) -> Any:
-    """`value` without the `created_at` of rows created by the requests (ids above the seed)."""
-    if isinstance(value, list):
-        return [comparable(entry, seeded) for entry in value]
-    if not isinstance(value, dict):
-        return value
-    created = isinstance(value.get("id"), int) and value["id"] > seeded and "created_at" in value
-    return {
-        name: comparable(entry, seeded)
-        for name, entry in value.items()
-        if not (created and name == "created_at")
-    }
+def twin_keys() -> list[str]:
+    """The keys of the demo app that have both a legacy and an async implementation."""
+    return parity_twins(create_demo_app(DemoSettings(database_url=UNUSED_URL, log_level="WARNING")))
 
 
 def test_every_twin_route_has_parity_cases() -> None:
     twins = twin_keys()
-    assert twins, "the default app pairs no route"
+    assert twins, "the demo pairs no route"
     assert [key for key in twins if not CASES.get(key)] == []
     assert sorted(set(CASES) - set(twins)) == []
 
 
+async def parity(database_url: str, cases: list[Case], **routers: list[APIRouter]) -> ParityReport:
+    app = create_demo_app(settings_for(database_url), **routers)
+    requests = [case.request() for case in cases]
+    return await check_parity(app, requests, database_url=database_url, ignore_fields=IGNORED)
+
+
 @pytest.mark.parametrize("key", twin_keys())
-async def test_both_implementations_answer_alike(make_api: MakeApi, key: str) -> None:
-    cases = CASES.get(key)
-    assert cases, f"{key} has both implementations but no parity cases"
-    legacy = await answers(make_api, "legacy", cases)
-    migrated = await answers(make_api, "async", cases)
-    for case, left, right in zip(cases, legacy, migrated, strict=True):
-        where = case.label()
-        assert left.status == case.status, f"{where}: legacy answered {left.status} {left.body}"
-        assert right.status == left.status, f"{where}: legacy {left.body} vs async {right.body}"
-        seeded = seed_size(case.path)
-        assert comparable(right.body, seeded) == comparable(left.body, seeded), where
-        assert (left.impl, right.impl) == ("legacy", "async"), where
+async def test_both_implementations_answer_alike(database_url: str, key: str) -> None:
+    cases = CASES[key]
+    report = await parity(database_url, cases)
+    assert report.ok, report.describe()
+    assert key in report.covered
+    for case, exchange in zip(cases, report.exchanges, strict=True):
+        where = case.request().label()
+        assert exchange.legacy.status == case.status, f"{where}: {exchange.legacy.body!r}"
+        if exchange.key in report.twins:
+            assert (exchange.legacy.impl, exchange.async_.impl) == ("legacy", "async"), where
+
+
+def planted_twin() -> APIRouter:
+    """GET /users/{user_id} as a careless migration might write it: one field differs."""
+    router = APIRouter(prefix="/users")
+
+    @router.get("/{user_id}", response_model=UserRead)
+    async def get_user(user_id: UserId, db: AsyncDB) -> UserRead:
+        user = await read_or_404(db, User, user_id, UserRead)
+        return user.model_copy(update={"name": user.name.upper()})
+
+    return router
+
+
+async def test_a_planted_one_field_difference_is_reported(database_url: str) -> None:
+    cases = [Case("GET", "/users/3", 200), Case("GET", "/users/99", 404)]
+    report = await parity(database_url, cases, async_routers=[planted_twin()])
+    assert [difference.request.path for difference in report.differences] == ["/users/3"]
+    (difference,) = report.differences
+    assert difference.key == "GET /users/{user_id}"
+    changed = [line for line in difference.diff.splitlines() if line.startswith(("-  ", "+  "))]
+    assert len(changed) == 2 and all('"name"' in line for line in changed), difference.diff
+    assert "1 differences" in report.describe()
 
 
 async def test_created_rows_carry_a_timestamp_on_both_sides(make_api: MakeApi) -> None:
-    case = Case("POST", "/users", 201, {"email": "stamp@example.com", "name": "Stamp"})
     for impl in ("legacy", "async"):
-        (answer,) = await answers(make_api, impl, [case])
-        assert answer.status == 201
-        assert answer.body["id"] == TEST_SIZE.users + 1
-        assert isinstance(answer.body["created_at"], str) and answer.body["created_at"]
+        async with make_api(impl=impl) as api:
+            response = await api.post("/users", json={"email": "stamp@example.com", "name": "S"})
+        assert response.status_code == 201
+        assert response.json()["id"] == TEST_SIZE.users + 1
+        assert isinstance(response.json()["created_at"], str) and response.json()["created_at"]

@@ -17,8 +17,8 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import create_app
-from gateway.settings import Settings
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -127,7 +127,7 @@ def exposed_series(exposition: str) -> dict[str, set[str]]:
 @pytest.fixture
 async def gateway_exposition(committed_database: str) -> AsyncIterator[str]:
     """The text of /metrics of a real app after requests to every kind of route."""
-    app = create_app(Settings(database_url=committed_database, log_level="WARNING"))
+    app = create_demo_app(DemoSettings(database_url=committed_database, log_level="WARNING"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway import create_app
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
 from gateway.settings import ENV_PREFIX, Settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -40,7 +41,7 @@ def test_settings_table_gives_the_real_defaults() -> None:
 
 
 def test_route_table_in_readme_matches_the_app() -> None:
-    app = create_app(Settings(database_url="postgresql://unused@127.0.0.1/unused"))
+    app = create_demo_app(DemoSettings(database_url="postgresql://unused@127.0.0.1/unused"))
     served = {
         key: set(route.implementations) for key, route in app.state.route_table.routes.items()
     }

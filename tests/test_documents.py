@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from gateway import Settings, create_app
+from demo.app import create_demo_app
+from demo.database import upgrade as upgrade_demo
+from demo.settings import DemoSettings
 from gateway.database.engines import sync_url
-from gateway.ops.schema import upgrade
+from gateway.ops.migrations import upgrade as upgrade_gateway
 from shared_models.models import EMBEDDING_DIMENSIONS
 from shared_models.seed import DemoSize, embedding_for, seed, user_row
 from tests.conftest import TEST_SIZE, ApiClient, create_database, drop_database
@@ -202,7 +204,8 @@ def database_without_documents(server_url: str) -> Iterator[str]:
     name = f"gateway_0001_{uuid.uuid4().hex[:8]}"
     url = create_database(server_url, name)
     try:
-        upgrade(url, "0001")
+        upgrade_demo(url, "0001")
+        upgrade_gateway(url)
         engine = create_engine(sync_url(url), poolclass=NullPool)
         seed(engine, DemoSize(users=2, items=0, orders=0, documents=0))
         engine.dispose()
@@ -222,10 +225,10 @@ DOCUMENT_REQUESTS: list[tuple[str, str, dict[str, object] | None]] = [
 async def test_without_pgvector_documents_answer_503_and_the_rest_works(
     database_without_documents: str, impl: str
 ) -> None:
-    settings = Settings(
+    settings = DemoSettings(
         database_url=database_without_documents, log_level="WARNING", default_mode=impl
     )
-    app = create_app(settings)
+    app = create_demo_app(settings)
     async with serving(app) as client:
         for method, path, body in DOCUMENT_REQUESTS:
             response = await client.request(method, path, json=body)
@@ -240,5 +243,5 @@ async def test_without_pgvector_documents_answer_503_and_the_rest_works(
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         checks = ready.json()["checks"]
-        assert checks["pgvector"].startswith("missing")
+        assert checks["extension vector"].startswith("missing")
         assert (checks["sync_engine"], checks["async_engine"]) == ("ok", "ok")

@@ -19,9 +19,9 @@ from fastapi import APIRouter, FastAPI, Query
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
-from gateway import AsyncDB, SyncDB, create_app
+from demo.app import ASYNC_ROUTERS, LEGACY_ROUTERS, create_demo_app
+from gateway import AsyncDB, SyncDB
 from gateway.database.state import gateway_state
-from gateway.factory import discover_routers
 from shared_models.models import EMBEDDING_DIMENSIONS
 from tests.conftest import ApiClient
 from tests.conftest import test_settings as gateway_settings
@@ -85,10 +85,10 @@ def async_sleep_router() -> APIRouter:
 
 def fault_app(url: str, **overrides: Any) -> FastAPI:
     """The gateway's routes plus slow test routes on both sides."""
-    return create_app(
+    return create_demo_app(
         gateway_settings(url, **overrides),
-        legacy_routers=[*discover_routers("legacy_routes"), legacy_sleep_router()],
-        async_routers=[*discover_routers("async_routes"), async_sleep_router()],
+        legacy_routers=[*LEGACY_ROUTERS, legacy_sleep_router()],
+        async_routers=[*ASYNC_ROUTERS, async_sleep_router()],
     )
 
 

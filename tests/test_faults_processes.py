@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from demo.database import install
 from gateway.database.engines import sync_url
-from gateway.ops import schema
 from gateway.ops.embedded import DATABASE_NAME, ensure_database, start_server
 from shared_models.seed import DemoSize, seed
 from tests.processes import (
@@ -119,7 +119,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     postgres = PrivatePostgres(data_dir)
     try:
         ensure_database(postgres.server.get_uri(), DATABASE_NAME)
-        schema.upgrade(postgres.url)
+        install(postgres.url)
         engine = create_engine(sync_url(postgres.url), poolclass=NullPool)
         seed(engine, SMALL_DEMO)
         engine.dispose()

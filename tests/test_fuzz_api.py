@@ -19,7 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.schemas import APIOperation, BaseSchema
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from gateway import create_app
+from demo.app import create_demo_app
 from tests.conftest import test_settings as gateway_settings
 from tests.processes import LOCALHOST
 
@@ -77,7 +77,7 @@ def api_schema(
 
     Without pgvector the document routes answer 503 by design; they are left out then.
     """
-    app = create_app(gateway_settings(committed_database, default_mode=request.param))
+    app = create_demo_app(gateway_settings(committed_database, default_mode=request.param))
     with served_in_thread(app) as base_url:
         schema: BaseSchema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
         schema = schema.exclude(path=SLEEPING_OPERATION)

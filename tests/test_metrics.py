@@ -26,8 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy import text
 
-from gateway import Settings, SyncDB, create_app
-from gateway.factory import discover_routers
+from demo.app import ASYNC_ROUTERS, LEGACY_ROUTERS, create_demo_app
+from demo.settings import DemoSettings
+from gateway import SyncDB
 from gateway.metrics.advisor import COUNTERS, Labels, Series, increase, quantile
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
@@ -53,17 +54,18 @@ Routers = Sequence[APIRouter] | None
 def gateway_app(
     url: str, *, legacy_routers: Routers = None, async_routers: Routers = None, **overrides: Any
 ) -> FastAPI:
-    settings = Settings(
+    settings = DemoSettings(
         database_url=url,
         log_level="WARNING",
         admin_tokens={"ops": ADMIN_TOKEN},
         **{"rollback_min_requests": NEVER_JUDGED, **overrides},
     )
-    return create_app(settings, legacy_routers=legacy_routers, async_routers=async_routers)
+    return create_demo_app(settings, legacy_routers=legacy_routers, async_routers=async_routers)
 
 
 def with_default_routes(package: str, *extra: APIRouter) -> list[APIRouter]:
-    return [*discover_routers(package), *extra]
+    defaults = LEGACY_ROUTERS if package == "legacy_routes" else ASYNC_ROUTERS
+    return [*defaults, *extra]
 
 
 async def set_mode(client: httpx.AsyncClient, key: str, **change: Any) -> None:

@@ -20,8 +20,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import create_app
-from gateway.factory import discover_routers
+from demo.app import LEGACY_ROUTERS, create_demo_app
 from tests.processes import (
     LOCALHOST,
     RunningProcess,
@@ -197,7 +196,7 @@ def send_user_requests(port: int, workers: Sequence[psutil.Process]) -> list[Ans
 
 def slow_app() -> FastAPI:
     """The gateway from the `GATEWAY_*` settings, plus a deliberately slow legacy route."""
-    return create_app(legacy_routers=[*discover_routers("legacy_routes"), slow_router()])
+    return create_demo_app(legacy_routers=[*LEGACY_ROUTERS, slow_router()])
 
 
 @asynccontextmanager

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from demo.database import install as upgrade
 from gateway.database.engines import sync_url
-from gateway.ops.schema import upgrade
 from shared_models.seed import DemoSize, seed
 from tests.conftest import create_database, drop_database
 from tests.processes import (

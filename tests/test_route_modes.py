@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from gateway import Settings, create_app
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
 from gateway.database.engines import sync_url
 from gateway.errors import Conflict
 from gateway.routing.modes import BUCKETS, RouteMode, bucket, default_mode, validate_change
@@ -35,13 +36,13 @@ NEVER_JUDGED = 10**9
 
 
 def real_app(url: str, **overrides: Any) -> FastAPI:
-    settings = Settings(
+    settings = DemoSettings(
         database_url=url,
         log_level="WARNING",
         admin_tokens={"ops": "s3cret"},
         **{"rollback_min_requests": NEVER_JUDGED, **overrides},
     )
-    return create_app(settings)
+    return create_demo_app(settings)
 
 
 def admin_path(key: str) -> str:

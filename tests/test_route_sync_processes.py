@@ -90,7 +90,7 @@ def gateway_env(database_url: str | None, **values: str) -> dict[str, str]:
 
 def uvicorn_command(port: int) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "gateway.app:app",
+        sys.executable, "-m", "uvicorn", "demo.app:app",
         "--host", LOCALHOST, "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
 

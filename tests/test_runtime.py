@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 
-from gateway.factory import create_app
+from demo.app import create_demo_app
 from gateway.ops.gc_tuning import tune_garbage_collector
 from tests.conftest import test_settings as settings_for
 
@@ -49,7 +49,7 @@ def test_zero_and_false_leave_the_collector_alone(
 async def test_the_app_tunes_the_collector_for_its_lifetime(
     pristine_collector: tuple[int, int, int], database_url: str
 ) -> None:
-    app: FastAPI = create_app(settings_for(database_url, gc_threshold=23_456, gc_freeze=True))
+    app: FastAPI = create_demo_app(settings_for(database_url, gc_threshold=23_456, gc_freeze=True))
     async with app.router.lifespan_context(app):
         assert gc.get_threshold()[0] == 23_456
         assert gc.get_freeze_count() > 0

@@ -203,7 +203,7 @@ def check_fresh_embedded_app(client: httpx.Client) -> None:
     assert search.status_code == 200, search.text
     assert search.headers["x-gateway-impl"] == "async"
     assert len(search.json()) == 3
-    assert client.get("/readyz").json()["checks"]["pgvector"] == "ok"
+    assert client.get("/readyz").json()["checks"]["extension vector"] == "ok"
     assert client.get("/docs").status_code == 200
     openapi = client.get("/openapi.json")
     assert openapi.text.count('"/users/{user_id}"') == 1

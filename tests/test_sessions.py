@@ -16,7 +16,9 @@ from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
 from sqlalchemy import event, make_url, select
 from sqlalchemy.pool import Pool, QueuePool
 
-from gateway import AsyncDB, Settings, SyncDB, create_app, not_found
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
+from gateway import AsyncDB, SyncDB, not_found
 from gateway.database.engines import Database
 from gateway.database.sessions import provide_async_session, provide_sync_session
 from gateway.database.state import gateway_state
@@ -144,8 +146,8 @@ class RunningApp:
 async def running_app(url: str) -> AsyncIterator[RunningApp]:
     records = Records()
     legacy, migrated = probe_routers(records)
-    settings = Settings(database_url=url, log_level="WARNING")
-    app = create_app(settings, legacy_routers=[legacy], async_routers=[migrated])
+    settings = DemoSettings(database_url=url, log_level="WARNING")
+    app = create_demo_app(settings, legacy_routers=[legacy], async_routers=[migrated])
     limiter = anyio.to_thread.current_default_thread_limiter()
     tokens = limiter.total_tokens
     try:
@@ -272,5 +274,5 @@ async def test_overriding_a_session_provider_is_refused_with_a_reason(
     finally:
         gateway.app.dependency_overrides.clear()
     assert response.status_code == 500
-    assert "create_app(database=...)" in caplog.text
+    assert "adopt(..., database=...)" in caplog.text
     assert checked_out(gateway.database) == {"sync": 0, "async": 0}

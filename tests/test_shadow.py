@@ -16,10 +16,12 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from gateway import AsyncDB, Settings, SyncDB, create_app
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
+from gateway import AsyncDB, SyncDB
 from gateway.database.engines import sync_url
 from gateway.database.queries import create
-from gateway.routing.shadow import comparable, readable_diff
+from gateway.routing.compare import comparable, readable_diff
 from shared_models.models import User
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
@@ -76,10 +78,10 @@ def writing_routers(email: str) -> dict[str, Any]:
 
 
 def real_app(url: str, routers: dict[str, Any] | None = None, **overrides: Any) -> FastAPI:
-    settings = Settings(
+    settings = DemoSettings(
         database_url=url, log_level="WARNING", admin_tokens={"ops": "s3cret"}, **overrides
     )
-    return create_app(settings, **(routers or {}))
+    return create_demo_app(settings, **(routers or {}))
 
 
 async def put_mode(client: httpx.AsyncClient, key: str, **change: Any) -> httpx.Response:

@@ -13,7 +13,9 @@ import pytest
 from fastapi import APIRouter, FastAPI, Query
 from sqlalchemy import make_url
 
-from gateway import AsyncDB, Settings, SyncDB, create_app
+from demo.app import create_demo_app
+from demo.settings import DemoSettings
+from gateway import AsyncDB, SyncDB, gateway_of
 from gateway.database.sessions import SessionMisuse
 from gateway.routing.contract import ContractMismatch
 from gateway.routing.pairing import RouteConflict
@@ -31,8 +33,8 @@ RouterPair = tuple[APIRouter, APIRouter]
 
 def offline_app(legacy: list[APIRouter], migrated: list[APIRouter]) -> FastAPI:
     """An app that is built but never started: building it must not touch a database."""
-    settings = Settings(database_url=UNUSED_URL, log_level="WARNING")
-    return create_app(settings, legacy_routers=legacy, async_routers=migrated)
+    settings = DemoSettings(database_url=UNUSED_URL, log_level="WARNING")
+    return create_demo_app(settings, legacy_routers=legacy, async_routers=migrated)
 
 
 @asynccontextmanager
@@ -169,12 +171,20 @@ MISMATCHES: dict[str, tuple[Callable[[], RouterPair], str, tuple[str, ...]]] = {
         "GET /things",
         ("query parameter 'limit'", "le=100", "le=50"),
     ),
-    "missing query": (missing_query, "GET /things", ("query parameter 'q'", "(absent)")),
-    "default": (other_default, "GET /things", ("query parameter 'offset'", "'0'", "'1'")),
+    "missing query": (
+        missing_query,
+        "GET /things",
+        ("query parameter 'q': only the legacy implementation takes it",),
+    ),
+    "default": (
+        other_default,
+        "GET /things",
+        ("query parameter 'offset': default legacy 0 vs async 1",),
+    ),
     "path type": (
         other_path_type,
         "GET /things/{thing_id}",
-        ("path parameter 'thing_id'", "'int'", "'str'"),
+        ("path parameter 'thing_id': type legacy int vs async str",),
     ),
     "response model": (
         other_response_model,
@@ -237,8 +247,7 @@ def test_legacy_def_endpoint_cannot_use_an_async_session() -> None:
         offline_app([legacy], [])
 
 
-@pytest.mark.parametrize("side", ["legacy", "async"])
-def test_one_side_cannot_implement_a_key_twice(side: str) -> None:
+def test_the_async_side_cannot_implement_a_key_twice() -> None:
     first, second = APIRouter(), APIRouter()
 
     @first.get("/things")
@@ -249,9 +258,26 @@ def test_one_side_cannot_implement_a_key_twice(side: str) -> None:
     async def things_two() -> dict[str, str]:
         return {}
 
-    routers = [first, second]
-    with pytest.raises(RouteConflict, match=f"{side} routers implement GET /things twice"):
-        offline_app(routers if side == "legacy" else [], routers if side == "async" else [])
+    with pytest.raises(RouteConflict, match="async routes implement GET /things twice"):
+        offline_app([], [first, second])
+
+
+def test_a_key_the_app_serves_twice_keeps_the_first_as_it_always_did(
+    gateway_records: pytest.LogCaptureFixture,
+) -> None:
+    first, second = APIRouter(), APIRouter()
+
+    @first.get("/things")
+    async def things_one() -> dict[str, str]:
+        return {"served_by": "first"}
+
+    @second.get("/things")
+    async def things_two() -> dict[str, str]:
+        return {"served_by": "second"}
+
+    app = offline_app([first, second], [])
+    assert list(gateway_of(app).table.routes) == ["GET /things"]
+    assert "things_two) is never reached" in gateway_records.text
 
 
 @pytest.mark.parametrize(
@@ -296,10 +322,12 @@ async def test_small_sync_pool_warns_at_start(
     database_url: str, gateway_records: pytest.LogCaptureFixture, restore_thread_limiter: None
 ) -> None:
     settings = settings_for(database_url, threadpool_size=10, sync_pool_size=2, sync_max_overflow=3)
-    app = create_app(settings, legacy_routers=[], async_routers=[])
+    app = create_demo_app(settings, legacy_routers=[], async_routers=[])
     async with app.router.lifespan_context(app):
         pass
-    warnings = [r.getMessage() for r in gateway_records.records if r.name == "gateway.database.engines"]
+    warnings = [
+        r.getMessage() for r in gateway_records.records if r.name == "gateway.database.engines"
+    ]
     assert len(warnings) == 1, warnings
     for fragment in (
         "threadpool",
@@ -315,7 +343,7 @@ async def test_large_enough_sync_pool_does_not_warn(
     database_url: str, gateway_records: pytest.LogCaptureFixture, restore_thread_limiter: None
 ) -> None:
     settings = settings_for(database_url, threadpool_size=10, sync_pool_size=5, sync_max_overflow=5)
-    app = create_app(settings, legacy_routers=[], async_routers=[])
+    app = create_demo_app(settings, legacy_routers=[], async_routers=[])
     async with app.router.lifespan_context(app):
         pass
     assert [r for r in gateway_records.records if r.name == "gateway.database.engines"] == []
@@ -364,7 +392,7 @@ async def test_openapi_lists_each_twin_once_with_shared_schemas() -> None:
 
 
 def offline_app_with_default_routers() -> FastAPI:
-    return create_app(Settings(database_url=UNUSED_URL, log_level="WARNING"))
+    return create_demo_app(DemoSettings(database_url=UNUSED_URL, log_level="WARNING"))
 
 
 TWIN_REQUESTS = [
@@ -423,7 +451,7 @@ async def test_every_api_response_names_its_implementation(api: ApiClient, impl:
 async def test_health_and_readiness(
     database_url: str, has_pgvector: bool, restore_thread_limiter: None
 ) -> None:
-    app = create_app(settings_for(database_url), legacy_routers=[], async_routers=[])
+    app = create_demo_app(settings_for(database_url), legacy_routers=[], async_routers=[])
     async with started(app) as client:
         health = await client.get("/healthz")
         ready = await client.get("/readyz")
@@ -431,14 +459,25 @@ async def test_health_and_readiness(
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "ready"
-    assert (body["checks"]["sync_engine"], body["checks"]["async_engine"]) == ("ok", "ok")
-    assert (body["checks"]["pgvector"] == "ok") is has_pgvector
+    assert body["checks"] == {"sync_engine": "ok", "async_engine": "ok"}
+
+
+async def test_readiness_reports_the_extensions_the_routes_declare(
+    database_url: str, has_pgvector: bool, restore_thread_limiter: None
+) -> None:
+    app = create_demo_app(settings_for(database_url))
+    async with started(app) as client:
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert set(checks) == {"sync_engine", "async_engine", "extension vector"}
+    assert (checks["extension vector"] == "ok") is has_pgvector
 
 
 async def test_readiness_fails_when_the_database_goes_away(
     committed_database: str, server_url: str, restore_thread_limiter: None
 ) -> None:
-    app = create_app(settings_for(committed_database), legacy_routers=[], async_routers=[])
+    app = create_demo_app(settings_for(committed_database), legacy_routers=[], async_routers=[])
     async with started(app) as client:
         assert (await client.get("/readyz")).status_code == 200
         drop_database(server_url, str(make_url(committed_database).database))
@@ -455,21 +494,21 @@ async def test_readiness_fails_when_the_database_goes_away(
 async def test_start_on_an_unreachable_database_serves_not_ready(
     restore_thread_limiter: None,
 ) -> None:
-    app = create_app(Settings(database_url=DOWN_URL, pool_timeout=1, log_level="WARNING"))
+    app = create_demo_app(DemoSettings(database_url=DOWN_URL, pool_timeout=1, log_level="WARNING"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             ready = await client.get("/readyz")
             health = await client.get("/healthz")
     assert ready.status_code == 503
-    assert ready.json()["checks"]["pgvector"].startswith("unknown")
+    assert ready.json()["checks"]["extension vector"].startswith("unknown")
     assert health.status_code == 200
 
 
 async def test_lifespan_sizes_the_threadpool(
     database_url: str, restore_thread_limiter: None
 ) -> None:
-    app = create_app(
+    app = create_demo_app(
         settings_for(database_url, threadpool_size=7), legacy_routers=[], async_routers=[]
     )
     async with app.router.lifespan_context(app):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from gateway import SyncDB, create_app
-from gateway.factory import discover_routers
+from demo.app import LEGACY_ROUTERS, create_demo_app
+from gateway import SyncDB
 
 router = APIRouter()
 
@@ -17,4 +17,4 @@ def slow(db: SyncDB) -> dict[str, float]:
     return {"slept_seconds": 0.1}
 
 
-app = create_app(legacy_routers=[*discover_routers("legacy_routes"), router])
+app = create_demo_app(legacy_routers=[*LEGACY_ROUTERS, router])

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -117,7 +117,7 @@ class Database:
     async_engine: AsyncEngine
     sync_sessions: sessionmaker[Session]
     async_sessions: async_sessionmaker[AsyncSession]
-    pgvector: bool | None = None  # None until the database has answered
+    extensions: dict[str, bool] = field(default_factory=dict)  # learnt once the database answers
     owns_engines: bool = field(default=True)
 
     async def dispose(self) -> None:
@@ -135,24 +135,6 @@ def open_database(settings: Settings, database_url: str) -> Database:
         sync_sessions=sessionmaker(sync_engine, expire_on_commit=False),
         async_sessions=async_sessionmaker(async_engine, expire_on_commit=False),
     )
-
-
-async def has_pgvector(engine: AsyncEngine) -> bool:
-    """True when the `vector` extension is installed in the database."""
-    async with engine.connect() as connection:
-        query = text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
-        return (await connection.scalar(query)) is not None
-
-
-async def probe_pgvector(database: Database) -> bool | None:
-    """Learn whether pgvector is there; leave it unknown (None) while the database is down."""
-    if database.pgvector is None:
-        try:
-            database.pgvector = await has_pgvector(database.async_engine)
-        except (OSError, SQLAlchemyError) as error:
-            url = database.async_engine.url.render_as_string(hide_password=True)
-            logger.warning("database at %s does not answer yet: %s", url, type(error).__name__)
-    return database.pgvector
 
 
 def warn_if_pool_starves_threads(settings: Settings) -> None:

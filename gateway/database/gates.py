@@ -22,6 +22,9 @@ from gateway.errors import Unavailable
 
 T = TypeVar("T")
 RETRY_AFTER_SECONDS = 1
+# Sessions whose endpoint never ran are closed on threads of their own: that cleanup must
+# not queue behind the requests waiting for the connections it is about to give back.
+CLEANUP_THREADS = 4
 
 
 def busy(message: str, resource: str) -> Unavailable:
@@ -33,6 +36,7 @@ class ThreadGate:
         self.limiter = anyio.CapacityLimiter(size)
         # The admitted never wait here: this only hands the call to anyio's worker threads.
         self._handover = anyio.CapacityLimiter(size)
+        self.cleanup = anyio.CapacityLimiter(CLEANUP_THREADS)
         self.max_queue = max_queue
         self.max_wait = max_wait
 

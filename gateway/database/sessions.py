@@ -26,15 +26,14 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, get_origin
 
 import anyio
 from fastapi import Depends, Request, params
-from fastapi.dependencies.models import Dependant
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from gateway.database.state import GatewayState, gateway_state
@@ -47,18 +46,48 @@ SCOPE_SESSIONS = "gateway.database.sessions"  # where a request keeps its Reques
 SCOPE_SHADOW = "gateway.routing.shadow"  # set on a shadow run's scope: its writes are discarded
 
 
+class DiscardingSession(Session):
+    """A session whose work never lasts: for shadow runs, which must not write.
+
+    On first use it binds itself to a connection of its own inside an outer
+    transaction and joins it through savepoints, so even an endpoint that
+    commits by itself only releases a savepoint; closing the session rolls the
+    outer transaction back. Binding on first use, rather than when the session
+    is made, covers sessions a dependency opens and queries with before the
+    endpoint runs. Under an `AsyncSession` it runs in the greenlet that drives
+    the async driver, like any sync session there.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, join_transaction_mode="create_savepoint", **kwargs)
+        self.outer: Connection | None = None
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        if self.outer is None:
+            engine = super().get_bind(*args, **kwargs)
+            if not isinstance(engine, Engine):
+                raise TypeError(f"a discarding session is made with an engine, not {engine!r}")
+            self.outer = engine.connect()
+            self.outer.begin()
+        return self.outer
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            outer, self.outer = self.outer, None
+            if outer is not None:
+                outer.close()  # rolls the outer transaction back
+
+
 class RequestSessions:
     """The sessions one request opened; at most one of each kind.
 
-    A shadow request's sessions are `discarding`: each runs inside an outer
-    transaction on its own connection, joined through savepoints, so even an
-    endpoint that commits by itself only releases a savepoint, and the outer
-    transaction is rolled back when the session is finished.
+    A shadow request's sessions are `discarding` (see `DiscardingSession`).
     """
 
     __slots__ = (
         "_database",
-        "_outer",
         "async_session",
         "connections",
         "discarding",
@@ -73,61 +102,70 @@ class RequestSessions:
         self.discarding = discarding
         self.sync_session: Session | None = None
         self.async_session: AsyncSession | None = None
-        self._outer: list[Any] = []
 
     def open_sync(self) -> Session:
         if self.sync_session is None:
-            self.sync_session = self._database.sync_sessions()
+            self.sync_session = (
+                DiscardingSession(self._database.sync_engine, expire_on_commit=False)
+                if self.discarding
+                else self._database.sync_sessions()
+            )
         return self.sync_session
 
     def open_async(self) -> AsyncSession:
         if self.async_session is None:
-            self.async_session = self._database.async_sessions()
+            self.async_session = (
+                AsyncSession(
+                    self._database.async_engine,
+                    sync_session_class=DiscardingSession,
+                    expire_on_commit=False,
+                )
+                if self.discarding
+                else self._database.async_sessions()
+            )
         return self.async_session
 
-    def isolate_sync(self) -> None:
-        """For a discarding request: bind its sync session under a transaction rolled back later."""
-        if self.discarding and self.sync_session is not None:
-            connection = self._database.sync_engine.connect()
-            connection.begin()
-            self._outer.append(connection)
-            self.sync_session.bind = connection
-            self.sync_session.join_transaction_mode = "create_savepoint"
-
-    async def isolate_async(self) -> None:
-        if self.discarding and self.async_session is not None:
-            connection = await self._database.async_engine.connect()
-            await connection.begin()
-            self._outer.append(connection)
-            self.async_session.bind = connection
-            self.async_session.sync_session.bind = connection.sync_connection
-            self.async_session.sync_session.join_transaction_mode = "create_savepoint"
+    @property
+    def unfinished(self) -> bool:
+        return self.sync_session is not None or self.async_session is not None
 
     def finish_sync(self, *, commit: bool) -> None:
         session, self.sync_session = self.sync_session, None
-        if session is None:
-            return
-        try:
+        if session is not None:
             with session:  # close() rolls back whatever is still open
                 if commit:
                     session.commit()
-        finally:
-            for connection in [c for c in self._outer if isinstance(c, Connection)]:
-                self._outer.remove(connection)
-                connection.close()  # rolls the outer transaction back
 
     async def finish_async(self, *, commit: bool) -> None:
         session, self.async_session = self.async_session, None
-        if session is None or not (session.in_transaction() or session.new or self._outer):
+        if session is None or not (session.in_transaction() or session.new or self.discarding):
             return  # never used, or used only by lean reads: nothing to commit or release
+        async with session:
+            if commit:
+                await session.commit()
+
+
+async def release_unfinished(scope: Any) -> None:
+    """Roll back and close the sessions a request opened but whose endpoint never finished them.
+
+    A dependency may open the request's session and query with it, and the
+    request then fail before the endpoint runs (the dependency raises, or a
+    parameter is invalid): the wrapper that finishes sessions never ran, and
+    the connection must still go back to the pool. Shielded, like the
+    wrapper's own cleanup.
+    """
+    sessions = scope.get(SCOPE_SESSIONS)
+    if sessions is None or not sessions.unfinished:
+        return
+    with anyio.CancelScope(shield=True):
         try:
-            async with session:
-                if commit:
-                    await session.commit()
+            await sessions.finish_async(commit=False)
         finally:
-            for connection in [c for c in self._outer if isinstance(c, AsyncConnection)]:
-                self._outer.remove(connection)
-                await connection.close()
+            if sessions.sync_session is not None:
+                await anyio.to_thread.run_sync(
+                    functools.partial(sessions.finish_sync, commit=False),
+                    limiter=sessions.threads.cleanup,
+                )
 
 
 def sessions_of(request: Request) -> RequestSessions:
@@ -163,28 +201,6 @@ class SessionMisuse(TypeError):
     """An endpoint asks for a session it cannot finish safely."""
 
 
-def session_kinds(dependant: Dependant) -> set[str]:
-    """Which session kinds ('sync', 'async') the endpoint's dependency tree uses."""
-    return {SESSION_PROVIDERS[call] for call in _calls(dependant) if call in SESSION_PROVIDERS}
-
-
-def _calls(dependant: Dependant) -> Iterator[Any]:
-    for sub in dependant.dependencies:
-        yield sub.call
-        yield from _calls(sub)
-
-
-def sync_dependencies_using_session(dependant: Dependant) -> list[str]:
-    """Sync dependencies that use the sync session: they run in another thread than the endpoint."""
-    found = []
-    for sub in dependant.dependencies:
-        is_sync = sub.call is not None and not inspect.iscoroutinefunction(sub.call)
-        if is_sync and provide_sync_session in set(_calls(sub)):
-            found.append(getattr(sub.call, "__name__", repr(sub.call)))
-        found.extend(sync_dependencies_using_session(sub))
-    return found
-
-
 def session_parameters(signature: inspect.Signature) -> dict[str, str]:
     """The endpoint's own `SyncDB`/`AsyncDB` parameters and their kind ('sync', 'async').
 
@@ -217,7 +233,8 @@ def refuse_overridden_providers(request: Request) -> None:
     if overrides and any(provider in overrides for provider in SESSION_PROVIDERS):
         raise SessionMisuse(
             "the gateway's session providers cannot be overridden: build the app with "
-            "create_app(database=...) to give it other engines or sessions"
+            "adopt(..., database=...) or create_app(database=...) to give it other engines, "
+            "or use gateway.testing"
         )
 
 
@@ -286,7 +303,6 @@ def _threaded_wrapper(
         sessions = sessions_of(argument.take(kwargs))
         try:
             _open_injected(sessions, kwargs, injected)
-            sessions.isolate_sync()
             result = endpoint(**kwargs)
         except BaseException:
             sessions.finish_sync(commit=False)
@@ -318,7 +334,6 @@ def _async_wrapper(
         sessions = sessions_of(request)
         try:
             _open_injected(sessions, kwargs, injected)
-            await sessions.isolate_async()
             result = await endpoint(**kwargs)
         except BaseException:
             # Shielded: a cancelled request (the client went away) still rolls back

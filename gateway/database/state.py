@@ -1,4 +1,4 @@
-"""What the lifespan builds and every request reads: settings and the database."""
+"""What the lifespan builds and every request reads: settings, the database and its gates."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class GatewayState:
     database_url: str
     threads: ThreadGate
     connections: ConnectionGate
+    required_extensions: frozenset[str] = frozenset()
 
 
 class GatewayNotStarted(RuntimeError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -225,14 +225,19 @@ def explain(route: RouteReport) -> str:
         f"({route.thread_seconds_per_second:.2f} thread-s/s)"
     )
     if "async" not in route.implementations:
-        return f"{held}; no async twin yet: write one in async_routes/"
+        return f"{held}; no async twin yet: write one"
     if route.mode == "shadow" and route.shadow_match_rate is not None:
         return f"{held}; shadow matches {route.shadow_match_rate:.0%}: canary it when that is 100%"
     return f"{held}; async twin ready: shadow or canary it"
 
 
-def build_report(series: Series, window: float) -> Report:
+def build_report(
+    series: Series, window: float, *, known_routes: Mapping[str, set[str]] | None = None
+) -> Report:
+    """The routes ranked; with `known_routes` (key: implementations), idle routes listed too."""
     index = _Index(series)
+    for key, impls in (known_routes or {}).items():
+        index.implementations[key].update(impls)
     keys = sorted(index.implementations)
     routes = [route_report(index, key, window) for key in keys]
     busy = sum(route.thread_seconds_per_second for route in routes)

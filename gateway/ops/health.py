@@ -1,4 +1,9 @@
-"""Operations endpoints: /healthz (process alive) and /readyz (both engines reach the database)."""
+"""Operations endpoints: /healthz (process alive) and /readyz (both engines reach the database).
+
+/readyz also reports each PostgreSQL extension the app's routes declare with
+`require_extension`, and only those; a missing extension leaves it 200 (the
+other routes serve), a database that does not answer makes it 503.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from gateway.database.engines import Database, probe_pgvector
+from gateway.database.engines import Database
+from gateway.database.extensions import probe_extension
 from gateway.database.state import gateway_state
 
 router = APIRouter(include_in_schema=False)
 
 PROBE_TIMEOUT_SECONDS = 5.0
-PGVECTOR_STATES = {
+EXTENSION_STATES = {
     True: "ok",
-    False: "missing: the vector extension is not installed",
+    False: "missing: the extension is not installed",
     None: "unknown: the database does not answer",
 }
 
@@ -55,11 +61,13 @@ async def _check(
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    database = gateway_state(request.app).database
+    state = gateway_state(request.app)
+    database = state.database
     checks: dict[str, str] = {}
     await _check("sync_engine", checks, _probe_sync_in_own_thread, database)
     await _check("async_engine", checks, _probe_async, database)
     ready = all(result == "ok" for result in checks.values())
-    checks["pgvector"] = PGVECTOR_STATES[await probe_pgvector(database)]
+    for name in sorted(state.required_extensions):
+        checks[f"extension {name}"] = EXTENSION_STATES[await probe_extension(database, name)]
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import error_response
+from gateway.errors import ErrorFormat, error_response
 
 
 class BodyTooLarge(HTTPException):
@@ -16,9 +16,10 @@ class BodyTooLarge(HTTPException):
 class BodyLimitMiddleware:
     """Pure ASGI: refuses a declared Content-Length over the limit at once, counts the rest."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, error_format: ErrorFormat) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.error_format: ErrorFormat = error_format
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -26,7 +27,10 @@ class BodyLimitMiddleware:
             return
         if self._declared(scope) > self.max_bytes:
             response = error_response(
-                413, "request_entity_too_large", BodyTooLarge(self.max_bytes).detail
+                413,
+                "request_entity_too_large",
+                BodyTooLarge(self.max_bytes).detail,
+                error_format=self.error_format,
             )
             await response(scope, receive, send)
             return

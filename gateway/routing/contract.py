@@ -13,14 +13,22 @@ from typing import TYPE_CHECKING, Any
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from gateway.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from fastapi._compat import ModelField
 
 PARAMETER_KINDS = ("path_params", "query_params", "header_params", "cookie_params", "body_params")
 
 
-class ContractMismatch(ValueError):
+class ContractMismatch(ConfigurationError):
     """The legacy and async implementations of one route differ in what clients see."""
+
+    def __init__(self, key: str, found: list[str]) -> None:
+        lines = "\n".join(f"  {difference}" for difference in found)
+        super().__init__(f"{key}: the two implementations differ:\n{lines}")
+        self.key = key
+        self.differences = found
 
 
 def fields(dependant: Dependant, kind: str) -> list[ModelField]:
@@ -31,58 +39,68 @@ def fields(dependant: Dependant, kind: str) -> list[ModelField]:
     return found
 
 
-def parameters(dependant: Dependant) -> dict[str, tuple[Any, ...]]:
-    described: dict[str, tuple[Any, ...]] = {}
+def parameters(dependant: Dependant) -> dict[str, dict[str, str]]:
+    """Each request parameter of the tree, by label, described attribute by attribute."""
+    described: dict[str, dict[str, str]] = {}
     for kind in PARAMETER_KINDS:
         for param in fields(dependant, kind):
             info = param.field_info
-            described[f"{kind.removesuffix('_params')} parameter {param.name!r}"] = (
-                param.alias,
-                info.annotation,
-                info.is_required(),
-                None if info.is_required() else repr(info.default),
-                tuple(repr(item) for item in info.metadata),
-            )
+            label = f"{kind.removesuffix('_params')} parameter {param.name!r}"
+            described[label] = {
+                "alias": repr(param.alias),
+                "type": show(info.annotation),
+                "required": "required" if info.is_required() else "optional",
+                "default": "-" if info.is_required() else repr(info.default),
+                "constraints": ", ".join(repr(item) for item in info.metadata) or "none",
+            }
     return described
 
 
-def promised_response(route: APIRoute) -> dict[str, Any]:
+def promised_response(route: APIRoute) -> dict[str, str]:
     return {
-        "response model": route.response_model,
-        "status code": route.status_code,
-        "response class": route.response_class,
-        "response model include": route.response_model_include,
-        "response model exclude": route.response_model_exclude,
-        "response model by alias": route.response_model_by_alias,
-        "response model exclude unset": route.response_model_exclude_unset,
-        "response model exclude defaults": route.response_model_exclude_defaults,
-        "response model exclude none": route.response_model_exclude_none,
+        "response model": show(route.response_model),
+        "status code": show(route.status_code),
+        "response class": show(route.response_class),
+        "response model include": show(route.response_model_include),
+        "response model exclude": show(route.response_model_exclude),
+        "response model by alias": show(route.response_model_by_alias),
+        "response model exclude unset": show(route.response_model_exclude_unset),
+        "response model exclude defaults": show(route.response_model_exclude_defaults),
+        "response model exclude none": show(route.response_model_exclude_none),
     }
+
+
+def show(value: Any) -> str:
+    """A value as a reader would write it: `int`, `list[UserRead]`, `201`, `None`."""
+    if isinstance(value, type) and not getattr(value, "__args__", None):
+        return value.__name__
+    return repr(value).replace("typing.", "")
 
 
 def differences(legacy: APIRoute, migrated: APIRoute) -> list[str]:
+    """One readable line per difference between what the two implementations accept and promise."""
+    left, right = parameters(legacy.dependant), parameters(migrated.dependant)
     found = []
-    for label, (left, right) in _pairs(legacy, migrated).items():
-        if left != right:
-            found.append(f"{label}: legacy {_show(left)} vs async {_show(right)}")
+    for label in sorted(left.keys() | right.keys()):
+        if label not in right or label not in left:
+            side = "legacy" if label in left else "async"
+            found.append(f"{label}: only the {side} implementation takes it")
+            continue
+        found.extend(
+            f"{label}: {attribute} legacy {left[label][attribute]} vs async {value}"
+            for attribute, value in right[label].items()
+            if left[label][attribute] != value
+        )
+    promised = promised_response(legacy)
+    found.extend(
+        f"{label}: legacy {promised[label]} vs async {value}"
+        for label, value in promised_response(migrated).items()
+        if promised[label] != value
+    )
     return found
-
-
-def _pairs(legacy: APIRoute, migrated: APIRoute) -> dict[str, tuple[Any, Any]]:
-    left = {**parameters(legacy.dependant), **promised_response(legacy)}
-    right = {**parameters(migrated.dependant), **promised_response(migrated)}
-    return {
-        label: (left.get(label), right.get(label)) for label in sorted(left.keys() | right.keys())
-    }
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "(absent)"
-    return getattr(value, "__name__", None) or repr(value)
 
 
 def check_same_contract(key: str, legacy: APIRoute, migrated: APIRoute) -> None:
     found = differences(legacy, migrated)
     if found:
-        raise ContractMismatch(f"{key}: the two implementations differ: " + "; ".join(found))
+        raise ContractMismatch(key, found)

@@ -1,13 +1,19 @@
-"""Pairs legacy and async implementations into one public route per key.
+"""Pairs an app's routes (legacy) with its async twins into one public route per key.
 
-A route is identified by its key, `METHOD /path/template`. The legacy and the
-async router may each implement a key; when both do, they are two
-implementations of ONE route: the app matches the path once and lists it once
-in OpenAPI. Invariants:
+The legacy side is every API route the app already serves, nested routers
+included; the async side is every API route of the async routers given to the
+gateway. A route is identified by its key, `METHOD /path/template`; twins are
+routes of the two sides with the same shape (`gateway.routing.keys`). Invariants:
 
-- both implementations of a key take the same parameters and declare the same
-  response model and status code (checked at start-up, see `gateway.routing.contract`);
-- every response from an API route carries `X-Gateway-Impl: legacy|async`.
+- twins have the same path, parameter names and converters included, and
+  keep one contract (`gateway.routing.contract`); otherwise the start stops
+  with one line per difference. Two published paths for one shape never happen;
+- a key is published once, where the app had it, so requests match in the
+  order they always did; routes only the async side has come after the
+  app's own API routes, and everything that is not an API route (mounts,
+  websockets, docs) stays where it was;
+- every implementation finishes its request's sessions inside the endpoint
+  call, and every response it sends carries `X-Gateway-Impl: legacy|async`.
 
 Which implementation serves a request is `gateway.routing.table`'s business.
 """
@@ -17,34 +23,30 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.database.sessions import (
-    bind_sessions,
-    session_kinds,
-    sync_dependencies_using_session,
-)
-from gateway.errors import internal_error
+from gateway.database.providers import AliasedOverrides, SessionProviders
+from gateway.database.sessions import bind_sessions, release_unfinished
+from gateway.errors import ConfigurationError, ErrorFormat, internal_error
 from gateway.impl import Impl
 from gateway.metrics.middleware import SCOPE_IMPL
 from gateway.metrics.registry import GatewayMetrics, measured_method
 from gateway.routing.contract import check_same_contract
+from gateway.routing.keys import naming_differences, route_key, shape
+from gateway.routing.routes import api_routes, endpoint_name, entries, methods, rebuild
 
 IMPL_HEADER = b"x-gateway-impl"
 logger = logging.getLogger(__name__)
 
 
-class RouteConflict(ValueError):
-    """Two routes cannot be served as one, or a router holds something the gateway cannot pair."""
-
-
-def route_key(method: str, path: str) -> str:
-    return f"{method.upper()} {path}"
+class RouteConflict(ConfigurationError):
+    """Two routes cannot be served as one, or a route cannot be served by the gateway."""
 
 
 @dataclass
@@ -55,15 +57,99 @@ class PublicRoute:
     implementations: dict[Impl, ASGIApp] = field(default_factory=dict)
 
 
-def tag_with_impl(app: ASGIApp, impl: Impl, key: str, metrics: GatewayMetrics) -> ASGIApp:
+@dataclass
+class Implementation:
+    """One side's route for one key, rebuilt to finish its sessions in the endpoint call."""
+
+    key: str
+    route: APIRoute
+    where: str
+
+
+@dataclass
+class Pairing:
+    """The public routes, and where each goes among the app's other routes.
+
+    `layout` is the app's routes list to be: a key stands for the public route
+    of that key, anything else is a route of the app left as it was.
+    """
+
+    routes: list[PublicRoute]
+    shown: dict[str, APIRoute]  # per key: the route whose contract is documented
+    layout: list[BaseRoute | str]
+    unmanaged: list[str]  # routes with sessions the gateway cannot see, and from where
+    threaded: list[str]  # routes whose sync dependencies query the session in another thread
+
+    def app_routes(self, dispatchers: dict[str, ASGIApp]) -> list[BaseRoute]:
+        """The app's routes list, each key's public route dispatched by `dispatchers[key]`."""
+        return [
+            public_route(self.shown[item], item, dispatchers[item])
+            if isinstance(item, str)
+            else item
+            for item in self.layout
+        ]
+
+
+@dataclass
+class RouteBuilder:
+    """Turns each side's routes into implementations, for one app."""
+
+    app: FastAPI
+    providers: SessionProviders
+    metrics: GatewayMetrics
+    error_format: ErrorFormat
+    warnings: list[str]
+    unmanaged: list[str] = field(default_factory=list)
+    threaded: list[str] = field(default_factory=list)  # sync dependencies holding the session
+
+    def implementations(self, context: RouteContext, side: Impl) -> list[Implementation]:
+        where = f"{side} {endpoint_name(context)}"
+        endpoint = context.endpoint
+        if endpoint is None:
+            raise RouteConflict(f"{where} has no endpoint")
+        if side == "async" and not inspect.iscoroutinefunction(endpoint):
+            raise RouteConflict(f"{where} must be an `async def` endpoint")
+        dependant = context.dependant
+        kinds = self.providers.kinds_used(dependant)
+        keys = [route_key(method, str(context.path_format)) for method in methods(context)]
+        for dependency in self.providers.sync_dependencies_using_session(dependant):
+            self.threaded.extend(f"{key} ({dependency})" for key in keys)
+        for unmanaged in self.providers.unmanaged_sessions(endpoint, dependant):
+            self.unmanaged.extend(f"{key} ({unmanaged})" for key in keys)
+        if kinds or not inspect.iscoroutinefunction(endpoint):
+            endpoint = bind_sessions(endpoint, kinds, where)
+        provider = (
+            AliasedOverrides(self.app, self.providers.aliases)
+            if self.providers.uses_alias(dependant)
+            else self.app
+        )
+        route = rebuild(context, endpoint, dependency_overrides_provider=provider)
+        return [Implementation(key, route, where) for key in keys]
+
+    def tagged(self, implementation: Implementation, impl: Impl) -> ASGIApp:
+        return tag_with_impl(
+            implementation.route.app, impl, implementation.key, self.metrics, self.error_format
+        )
+
+
+def tag_with_impl(
+    app: ASGIApp, impl: Impl, key: str, metrics: GatewayMetrics, error_format: ErrorFormat
+) -> ASGIApp:
     """Mark the scope and every response of `app` with the implementation that served it.
 
-    An exception no handler took becomes the uniform 500 here, inside the
-    implementation, so that response is tagged too.
+    Sessions a dependency opened for a request whose endpoint never ran (the
+    dependency raised, a parameter was invalid) are rolled back and returned
+    here, once the implementation is done with the request.
+
+    With the envelope error format, an exception no handler took becomes the
+    uniform 500 here, inside the implementation, so that response is tagged
+    too. With FastAPI's format it goes on to the app's server error handling,
+    exactly as it would without the gateway.
     """
     header = (IMPL_HEADER, impl.encode())
     method, template = key.split(" ", 1)
     in_progress = metrics.in_progress.labels(measured_method(method), template, impl)
+    answers_errors = error_format == "envelope"
 
     async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
         scope[SCOPE_IMPL] = impl
@@ -80,126 +166,106 @@ def tag_with_impl(app: ASGIApp, impl: Impl, key: str, metrics: GatewayMetrics) -
         try:
             await app(scope, receive, send_tagged)
         except Exception:
-            if started:
+            if started or not answers_errors:
                 raise
             logger.exception("unhandled error in %s (%s)", scope.get("path"), impl)
-            await internal_error()(scope, receive, send_tagged)
+            await internal_error(error_format)(scope, receive, send_tagged)
         finally:
             in_progress.dec()
+            await release_unfinished(scope)
 
     return tagged
 
 
-def api_routes(router: APIRouter, side: Impl) -> list[APIRoute]:
-    routes = []
-    for route in router.routes:
-        if not isinstance(route, APIRoute):
-            raise RouteConflict(
-                f"{side} router holds {route!r}: pass every APIRouter to the gateway "
-                "directly instead of including routers into each other"
-            )
-        routes.append(route)
-    return routes
+class Side:
+    """One side's implementations, by shape, in the order the app matches them."""
 
+    def __init__(self, impl: Impl) -> None:
+        self.impl = impl
+        self.by_shape: dict[str, Implementation] = {}
 
-def rebuild(route: APIRoute, app: FastAPI, side: Impl) -> APIRoute:
-    """A copy of `route` owned by `app`, whose endpoint finishes the request's sessions."""
-    where = f"{side} {route.endpoint.__module__}.{route.endpoint.__name__}"
-    kinds = session_kinds(route.dependant)
-    for dependency in sync_dependencies_using_session(route.dependant):
-        app.state.gateway_warnings.append(
-            f"{where}: sync dependency {dependency} uses the sync session in another thread "
-            "than the endpoint; its connection is held while the request waits for a thread"
+    def add(self, implementation: Implementation, warnings: list[str]) -> bool:
+        """Keep `implementation` unless its shape is taken; True if kept."""
+        method, _, path = implementation.key.partition(" ")
+        taken = self.by_shape.get(shape(method, path))
+        if taken is None:
+            self.by_shape[shape(method, path)] = implementation
+            return True
+        if self.impl == "async":
+            raise RouteConflict(f"async routes implement {taken.key} twice")
+        warnings.append(
+            f"{implementation.key} ({implementation.where}) is never reached: "
+            f"{taken.key} ({taken.where}) matches the same requests first"
         )
-    needs_wrapper = kinds or not inspect.iscoroutinefunction(route.endpoint)
-    endpoint = bind_sessions(route.endpoint, kinds, where) if needs_wrapper else route.endpoint
-    return APIRoute(
-        route.path,
-        endpoint,
-        response_model=route.response_model,
-        status_code=route.status_code,
-        tags=route.tags,
-        dependencies=route.dependencies,
-        summary=route.summary,
-        description=route.description,
-        response_description=route.response_description,
-        responses=route.responses,
-        deprecated=route.deprecated,
-        name=route.name,
-        methods=route.methods,
-        operation_id=route.operation_id,
-        response_model_include=route.response_model_include,
-        response_model_exclude=route.response_model_exclude,
-        response_model_by_alias=route.response_model_by_alias,
-        response_model_exclude_unset=route.response_model_exclude_unset,
-        response_model_exclude_defaults=route.response_model_exclude_defaults,
-        response_model_exclude_none=route.response_model_exclude_none,
-        include_in_schema=route.include_in_schema,
-        response_class=route.response_class,
-        dependency_overrides_provider=app,
-        callbacks=route.callbacks,
-        openapi_extra=route.openapi_extra,
-        generate_unique_id_function=route.generate_unique_id_function,
-    )
+        return False
 
 
-def split_by_method(route: APIRoute) -> Iterable[str]:
-    for method in sorted(route.methods or ()):
-        yield route_key(method, route.path_format)
+def pair_routes(builder: RouteBuilder, async_routers: Iterable[APIRouter]) -> Pairing:
+    """The public route of every key, and where each goes among the app's routes."""
+    legacy, layout, after_api_routes = _legacy_side(builder)
+    migrated = _async_side(builder, async_routers)
+    routes, shown = [], {}
+    for key_shape in {**legacy.by_shape, **migrated.by_shape}:
+        route, shown_route = _public_route(builder, legacy, migrated, key_shape)
+        routes.append(route)
+        shown[route.key] = shown_route
+    only_async = [twin.key for s, twin in migrated.by_shape.items() if s not in legacy.by_shape]
+    layout[after_api_routes:after_api_routes] = only_async
+    return Pairing(routes, shown, layout, builder.unmanaged, builder.threaded)
 
 
-def collect(app: FastAPI, routers: Iterable[APIRouter], side: Impl) -> dict[str, APIRoute]:
-    found: dict[str, APIRoute] = {}
-    for router in routers:
-        for route in api_routes(router, side):
-            if side == "async" and not inspect.iscoroutinefunction(route.endpoint):
-                raise RouteConflict(
-                    f"async {route.endpoint.__module__}.{route.endpoint.__name__} "
-                    "must be an `async def` endpoint"
-                )
-            rebuilt = rebuild(route, app, side)
-            for key in split_by_method(route):
-                if key in found:
-                    raise RouteConflict(f"{side} routers implement {key} twice")
-                found[key] = rebuilt
-    return found
+def _legacy_side(builder: RouteBuilder) -> tuple[Side, list[BaseRoute | str], int]:
+    """The app's own API routes, the layout of its routes list, and where its API routes end."""
+    legacy = Side("legacy")
+    layout: list[BaseRoute | str] = []
+    after_api_routes = 0
+    for entry in entries(builder.app.router.routes):
+        for context in entry.api_routes:
+            for implementation in builder.implementations(context, "legacy"):
+                if legacy.add(implementation, builder.warnings):
+                    layout.append(implementation.key)
+        if entry.others or not entry.api_routes:
+            layout.append(entry.route)
+        if entry.api_routes:
+            after_api_routes = len(layout)
+    return legacy, layout, after_api_routes
 
 
-Pairing = list[tuple[PublicRoute, APIRoute]]
+def _async_side(builder: RouteBuilder, async_routers: Iterable[APIRouter]) -> Side:
+    migrated = Side("async")
+    for router in async_routers:
+        for context in api_routes(router.routes):
+            for implementation in builder.implementations(context, "async"):
+                migrated.add(implementation, builder.warnings)
+    return migrated
 
 
-def pair_routes(
-    app: FastAPI,
-    legacy_routers: Iterable[APIRouter],
-    async_routers: Iterable[APIRouter],
-    metrics: GatewayMetrics,
-) -> Pairing:
-    """One PublicRoute per key, with the APIRoute whose contract the app documents for it."""
-    legacy_side = collect(app, legacy_routers, "legacy")
-    async_side = collect(app, async_routers, "async")
-    paired = []
-    # Declaration order, legacy first: the first route whose path matches serves a request.
-    for key in [*legacy_side, *(key for key in async_side if key not in legacy_side)]:
-        legacy, migrated = legacy_side.get(key), async_side.get(key)
-        if legacy is not None and migrated is not None:
-            check_same_contract(key, legacy, migrated)
-        route = PublicRoute(key=key)
-        if legacy is not None:
-            route.implementations["legacy"] = tag_with_impl(legacy.app, "legacy", key, metrics)
-        if migrated is not None:
-            route.implementations["async"] = tag_with_impl(migrated.app, "async", key, metrics)
-        shown = legacy if legacy is not None else migrated
-        assert shown is not None
-        paired.append((route, shown))
-    return paired
+def _public_route(
+    builder: RouteBuilder, legacy: Side, migrated: Side, key_shape: str
+) -> tuple[PublicRoute, APIRoute]:
+    left, right = legacy.by_shape.get(key_shape), migrated.by_shape.get(key_shape)
+    if left is not None and right is not None:
+        _check_twins(left, right)
+    shown = left or right
+    if shown is None:
+        raise RouteConflict(f"{key_shape} has no implementation")
+    route = PublicRoute(key=shown.key)
+    if left is not None:
+        route.implementations["legacy"] = builder.tagged(left, "legacy")
+    if right is not None:
+        route.implementations["async"] = builder.tagged(right, "async")
+    return route, shown.route
 
 
-def mount_routes(
-    app: FastAPI, paired: Pairing, dispatcher: Callable[[PublicRoute], ASGIApp]
-) -> None:
-    """Add one route per key to `app`, matched and documented once, dispatched by `dispatcher`."""
-    for route, shown in paired:
-        app.router.routes.append(public_route(shown, route.key, dispatcher(route)))
+def _check_twins(legacy: Implementation, migrated: Implementation) -> None:
+    if legacy.key != migrated.key:
+        found = naming_differences(legacy.key, migrated.key)
+        raise RouteConflict(
+            f"{legacy.key}: the async twin is {migrated.key}; name its path parameters as the "
+            "legacy route does (clients see the names in 422 errors and the docs):\n"
+            + "\n".join(f"  {difference}" for difference in found)
+        )
+    check_same_contract(legacy.key, legacy.route, migrated.route)
 
 
 def public_route(shown: APIRoute, key: str, dispatch: ASGIApp) -> APIRoute:

@@ -11,8 +11,6 @@ mismatches per route are kept with a readable diff.
 
 from __future__ import annotations
 
-import difflib
-import json
 import logging
 import time
 from collections import Counter, deque
@@ -26,6 +24,7 @@ from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.database.sessions import SCOPE_SESSIONS, SCOPE_SHADOW
+from gateway.routing.compare import compared, readable_diff
 
 logger = logging.getLogger(__name__)
 
@@ -100,29 +99,6 @@ def capturing(captured: Captured, send: Send | None = None) -> Send:
     return capture
 
 
-def without(value: Any, ignored: frozenset[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: without(v, ignored) for k, v in value.items() if k not in ignored}
-    if isinstance(value, list):
-        return [without(item, ignored) for item in value]
-    return value
-
-
-def comparable(body: bytes, ignored: frozenset[str]) -> Any:
-    try:
-        return without(json.loads(body), ignored)
-    except ValueError:
-        return body.decode(errors="replace")
-
-
-def readable_diff(primary: Any, shadow: Any, labels: tuple[str, str]) -> str:
-    def lines(value: Any) -> list[str]:
-        return json.dumps(value, sort_keys=True, indent=2, default=str).splitlines()
-
-    diff = difflib.unified_diff(lines(primary), lines(shadow), *labels, lineterm="")
-    return "\n".join(diff)
-
-
 class ShadowRunner:
     """Runs shadows in the app's task group and keeps what they found."""
 
@@ -187,8 +163,8 @@ class ShadowRunner:
         self, key: str, primary: str, scope: Scope, answer: Captured, shadow: Captured
     ) -> str:
         ignored = self.ignore_fields.get(key, frozenset())
-        left = {"status": answer.status, "body": comparable(bytes(answer.body), ignored)}
-        right = {"status": shadow.status, "body": comparable(bytes(shadow.body), ignored)}
+        left = compared(answer.status, bytes(answer.body), ignored)
+        right = compared(shadow.status, bytes(shadow.body), ignored)
         if left == right:
             return "match"
         other = "async" if primary == "legacy" else "legacy"

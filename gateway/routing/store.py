@@ -2,7 +2,9 @@
 
 A change writes the route's row, appends an event (who, when, why, old and
 new mode) and sends `NOTIFY gateway_routes` in one transaction, so listeners
-hear of it only once it is committed.
+hear of it only once it is committed. The tables belong to the gateway, not to
+the app: `metadata` is what the gateway's own migrations create
+(`gateway.ops.migrations`), beside whatever schema the app has.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
+    Identity,
+    Index,
     MetaData,
     SmallInteger,
     Table,
@@ -33,22 +38,34 @@ SELECT_MODES = (
     "SELECT route, mode, percent, primary_impl, changed_by, reason, changed_at FROM gateway_routes"
 )
 
-metadata = MetaData()
+MODES = "'legacy', 'async', 'canary', 'shadow'"
+IMPLS = "'legacy', 'async'"
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "%(table_name)s_pkey",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
 routes_table = Table(
     "gateway_routes",
     metadata,
     Column("route", Text, primary_key=True),
     Column("mode", Text, nullable=False),
-    Column("percent", SmallInteger, nullable=False),
-    Column("primary_impl", Text, nullable=False),
+    Column("percent", SmallInteger, nullable=False, server_default="0"),
+    Column("primary_impl", Text, nullable=False, server_default="legacy"),
     Column("changed_by", Text, nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
     Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"mode IN ({MODES})", name="mode"),
+    CheckConstraint("percent BETWEEN 0 AND 100", name="percent"),
+    CheckConstraint(f"primary_impl IN ({IMPLS})", name="primary"),
 )
 events_table = Table(
     "gateway_route_events",
     metadata,
-    Column("id", BigInteger, primary_key=True),
+    Column("id", BigInteger, Identity(), primary_key=True),
     Column("route", Text, nullable=False),
     Column("old_mode", Text),
     Column("old_percent", SmallInteger),
@@ -58,6 +75,7 @@ events_table = Table(
     Column("actor", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "route", "id"),
 )
 
 

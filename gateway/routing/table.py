@@ -77,9 +77,10 @@ class RouteTable:
             roll_back=self.roll_back,
         )
         self.stored: dict[str, route_store.StoredMode] = {}
+        self.pinned: Impl | None = None
         self.modes: dict[str, RouteMode] = self._effective({})
         metrics.show_modes(gauges(self.modes))
-        metrics.show_implementations({key: self.implementations(key) for key in self.routes})
+        metrics.show_implementations(self.implementations_by_key())
         self.engine: AsyncEngine | None = None
         self.task_group: TaskGroup | None = None
 
@@ -91,12 +92,18 @@ class RouteTable:
     def implementations(self, key: str) -> set[str]:
         return set(self.routes[key].implementations)
 
+    def implementations_by_key(self) -> dict[str, set[str]]:
+        return {key: self.implementations(key) for key in self.routes}
+
     def default_for(self, key: str) -> RouteMode:
         return default_mode(self.implementations(key), self.default)
 
     def _effective(self, stored: Mapping[str, route_store.StoredMode]) -> dict[str, RouteMode]:
         modes = {}
         for key in self.routes:
+            if self.pinned is not None:
+                modes[key] = default_mode(self.implementations(key), self.pinned)
+                continue
             wanted = stored.get(key)
             usable = wanted is not None and wanted.mode.needs() <= self.implementations(key)
             modes[key] = wanted.mode if usable and wanted else self.default_for(key)
@@ -107,6 +114,14 @@ class RouteTable:
         self.stored = stored
         self.modes = self._effective(stored)
         self.metrics.show_modes(gauges(self.modes))
+
+    def pin(self, impl: Impl | None) -> None:
+        """Serve every route with `impl` where it has it, whatever is stored (None: as stored).
+
+        For parity checks only: a pinned table ignores the modes in the database.
+        """
+        self.pinned = impl
+        self.apply(self.stored)
 
     def set_local(self, key: str, mode: RouteMode) -> None:
         self.modes = {**self.modes, key: mode}

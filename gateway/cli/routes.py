@@ -1,0 +1,129 @@
+"""`gateway routes`: every route of the app and its mode; move one, on every instance."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Coroutine
+from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import typer
+
+from gateway.cli.apps import AppOption, database_url, fail, load_app
+from gateway.database.engines import create_async_engine_for
+from gateway.errors import GatewayError
+from gateway.lifespan import GatewayApp
+from gateway.ops.admin import ModeChange
+from gateway.routing.table import RouteTable
+
+app = typer.Typer(help="Route modes: list them, or move a route.", no_args_is_help=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(help="a running gateway's base URL; without it, work on the database directly"),
+]
+
+
+def admin_client(url: str) -> httpx.Client:
+    token = os.environ.get("GATEWAY_ADMIN_TOKEN", "")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=10)
+
+
+def fail_with(response: httpx.Response) -> NoReturn:
+    try:
+        body = response.json()
+        message = body["error"]["message"] if "error" in body else body["detail"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    fail(f"{response.status_code}: {message}", code=1)
+
+
+def print_routes(rows: list[dict[str, Any]]) -> None:
+    width = max([40, *(len(row["route"]) + 1 for row in rows)])
+    typer.echo(f"{'route':<{width}} {'impls':<13} {'mode':<7} {'percent':>7}  primary  changed by")
+    for row in rows:
+        impls = "+".join(row["implementations"])
+        typer.echo(
+            f"{row['route']:<{width}} {impls:<13} {row['mode']:<7} {row['percent']:>7}  "
+            f"{row['primary']:<8} {row.get('changed_by') or '-'}"
+        )
+
+
+def on_database(gateway_app: GatewayApp, work: Any) -> Any:
+    """Run `work(table)` with the app's route table attached to its database, then let go."""
+    settings = gateway_app.settings
+    table = gateway_app.table
+    with database_url(settings, gateway_app) as url:
+        table.engine = create_async_engine_for(settings, url)
+
+        async def run() -> Any:
+            try:
+                return await work(table)
+            finally:
+                if table.engine is not None:
+                    await table.engine.dispose()
+                table.engine = None
+
+        return asyncio.run(run())
+
+
+@app.command("list")
+def list_routes(app_option: AppOption = None, url: UrlOption = None) -> None:
+    """Every route of the app, its implementations and its mode."""
+    if url is not None:
+        with admin_client(url) as client:
+            response = client.get("/admin/routes")
+        if response.status_code != 200:
+            fail_with(response)
+        print_routes(response.json())
+        return
+    gateway_app = load_app(app_option).gateway
+
+    async def describe(table: RouteTable) -> list[dict[str, Any]]:
+        await table.reload()
+        return table.describe()
+
+    print_routes(on_database(gateway_app, describe))
+
+
+@app.command("set")
+def set_route(
+    key: Annotated[str, typer.Argument(help='route key, e.g. "GET /users/{user_id}"')],
+    mode: Annotated[str, typer.Argument(help="legacy, async, canary or shadow")],
+    app_option: AppOption = None,
+    percent: Annotated[int, typer.Option(min=0, max=100, help="canary share to async")] = 0,
+    primary: Annotated[str, typer.Option(help="shadow: legacy or async answers")] = "legacy",
+    reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "",
+    url: UrlOption = None,
+) -> None:
+    """Move one route to another mode, on every instance."""
+    body = {"mode": mode, "percent": percent, "primary": primary, "reason": reason}
+    if url is not None:
+        with admin_client(url) as client:
+            response = client.put(f"/admin/routes/{quote(key, safe='')}", json=body)
+        if response.status_code != 200:
+            fail_with(response)
+        typer.echo(f"{key}: {mode}")
+        return
+    try:
+        wanted = ModeChange.model_validate(body).route_mode()
+    except ValueError as error:
+        fail(str(error))
+    gateway_app = load_app(app_option).gateway
+    if key not in gateway_app.table.routes:
+        known = "\n".join(f"  {known}" for known in sorted(gateway_app.table.routes))
+        fail(f"the app has no route {key!r}; its routes:\n{known}", code=1)
+    actor = f"cli:{getpass.getuser()}"
+
+    def change(table: RouteTable) -> Coroutine[Any, Any, dict[str, Any]]:
+        return table.change(key, wanted, actor=actor, reason=reason)
+
+    try:
+        on_database(gateway_app, change)
+    except GatewayError as error:
+        fail(f"{error.status_code}: {error.message}", code=1)
+    typer.echo(f"{key}: {mode}")

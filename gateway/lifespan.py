@@ -1,0 +1,161 @@
+"""The lifespan the gateway wraps around the app's own: database, gates, background work.
+
+On start: find the database (the configured URL; an embedded server only when
+`GATEWAY_EMBEDDED_DATABASE` asks for one; otherwise refuse, naming the
+variable), open both engines, check the gateway's schema (refusing to start
+half-working), size the threadpool, hook the metrics in, load the route
+modes and keep them in sync. Then the app's own lifespan runs inside, with
+the database ready. On stop, everything in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from prometheus_client.multiprocess import mark_process_dead
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.database.engines import Database, open_database, warn_if_pool_starves_threads
+from gateway.database.gates import ConnectionGate, ThreadGate
+from gateway.database.state import GatewayState
+from gateway.errors import ConfigurationError
+from gateway.metrics.instrumentation import instrument, watch_loop
+from gateway.metrics.registry import GatewayMetrics
+from gateway.ops import embedded
+from gateway.ops.gc_tuning import tune_garbage_collector
+from gateway.ops.migrations import check_schema, upgrade
+from gateway.routing.sync import keep_in_sync, reload_quietly
+from gateway.routing.table import RouteTable
+from gateway.settings import ENV_PREFIX, Settings
+
+logger = logging.getLogger(__name__)
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+
+
+class MissingDatabaseUrl(ConfigurationError):
+    """No database URL is configured, and no embedded database was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"no database to serve: set {ENV_PREFIX}DATABASE_URL "
+            "(postgresql://user:password@host:5432/dbname)"
+        )
+
+
+@dataclass
+class GatewayApp:
+    """What the gateway keeps for one app: its settings, its routes, what its lifespan needs."""
+
+    settings: Settings
+    table: RouteTable
+    metrics: GatewayMetrics
+    required_extensions: frozenset[str]
+    prepare_embedded_database: Callable[[str], None] | None = None
+    database: Database | None = None  # given by the app (tests): used as is, never disposed
+    warnings: list[str] = field(default_factory=list)
+
+    def use_database_url(self, url: str) -> None:
+        """Serve the database at `url` (the command line started it, e.g. an embedded one)."""
+        self.settings = self.settings.model_copy(update={"database_url": url})
+
+    def prepare_embedded(self, url: str) -> None:
+        """Give a fresh embedded database the gateway's tables, then the app's own schema."""
+        upgrade(url)
+        if self.prepare_embedded_database is not None:
+            self.prepare_embedded_database(url)
+
+
+def gateway_lifespan(inner: Lifespan) -> Callable[[FastAPI], AbstractAsyncContextManager[Any]]:
+    """The gateway's lifespan, with the app's own (`inner`) running inside it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        gateway_app: GatewayApp = app.state.gateway_app
+        async with AsyncExitStack() as stack:
+            state = await start(gateway_app, stack)
+            app.state.gateway = state
+            stack.callback(delattr, app.state, "gateway")
+            async with anyio.create_task_group() as background:
+                await start_background(gateway_app, state, background, stack)
+                async with inner(app) as app_state:
+                    yield app_state
+                background.cancel_scope.cancel()
+
+    return lifespan
+
+
+async def start(gateway_app: GatewayApp, stack: AsyncExitStack) -> GatewayState:
+    settings = gateway_app.settings
+    database, url = await open_configured(gateway_app, stack)
+    await anyio.to_thread.run_sync(check_schema_if_reachable, database)
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
+    warn_if_pool_starves_threads(settings)
+    threads = ThreadGate(
+        settings.threadpool_size,
+        max_queue=settings.threadpool_max_queue,
+        max_wait=settings.threadpool_max_wait,
+    )
+    connections = ConnectionGate(settings.async_pool_capacity, max_wait=settings.pool_timeout)
+    return GatewayState(
+        settings, database, url, threads, connections, gateway_app.required_extensions
+    )
+
+
+async def open_configured(gateway_app: GatewayApp, stack: AsyncExitStack) -> tuple[Database, str]:
+    """The app's database: given, configured, or an embedded one when asked for."""
+    if gateway_app.database is not None:
+        database = gateway_app.database
+        return database, database.sync_engine.url.render_as_string(hide_password=False)
+    settings = gateway_app.settings
+    url = settings.database_url
+    if url is None:
+        if not settings.embedded_database:
+            raise MissingDatabaseUrl()
+        url = stack.enter_context(embedded.embedded_postgres(settings.data_dir))
+        await anyio.to_thread.run_sync(gateway_app.prepare_embedded, url)
+    database = open_database(settings, url)
+    stack.push_async_callback(database.dispose)
+    return database, url
+
+
+def check_schema_if_reachable(database: Database) -> None:
+    """Refuse a database whose gateway schema this code cannot use; start anyway if it is down."""
+    try:
+        with database.sync_engine.connect() as connection:
+            status = check_schema(connection)
+    except (OSError, SQLAlchemyError) as error:
+        logger.warning(
+            "the database does not answer yet (%s): starting anyway", type(error).__name__
+        )
+        return
+    if status.newer_than_code:
+        logger.info(
+            "the gateway schema is at %s, newer than this code: compatible", status.revision
+        )
+
+
+async def start_background(
+    gateway_app: GatewayApp,
+    state: GatewayState,
+    background: anyio.abc.TaskGroup,
+    stack: AsyncExitStack,
+) -> None:
+    settings, database, table = state.settings, state.database, gateway_app.table
+    stack.callback(
+        instrument(database, gateway_app.metrics, raise_on_blocking=settings.raise_on_blocking)
+    )
+    if settings.metrics_dir is not None:
+        stack.callback(mark_process_dead, os.getpid(), str(settings.metrics_dir))
+    table.attach(database.async_engine, background)
+    await reload_quietly(table)
+    background.start_soon(keep_in_sync, table, database.async_engine, settings.route_reload_seconds)
+    background.start_soon(watch_loop, database, gateway_app.metrics, state.threads.limiter)
+    stack.callback(tune_garbage_collector(settings))
