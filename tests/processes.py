@@ -73,12 +73,12 @@ def gateway_command(*arguments: str) -> list[str]:
 
 
 def start_process(
-    command: Sequence[str], env: Mapping[str, str], log_path: Path
+    command: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
             list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, cwd=cwd,
         )  # fmt: skip
 
 
@@ -130,9 +130,10 @@ def running_server(
     *,
     ready_path: str = "/readyz",
     deadline_seconds: float = 30.0,
+    cwd: Path | None = None,
 ) -> Iterator[RunningProcess]:
     """Start `command`, wait for `ready_path`, and always stop the process afterwards."""
-    process = start_process(command, env, log_path)
+    process = start_process(command, env, log_path, cwd)
     running = RunningProcess(process, port, log_path)
     try:
         wait_until_ok(running, ready_path, deadline_seconds)

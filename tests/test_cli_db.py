@@ -22,6 +22,7 @@ from gateway.database.engines import sync_url
 from gateway.ops.migrations import VERSION_TABLE, head_revision
 from shared_models.models import Base
 from shared_models.seed import DemoSize, item_row, order_rows, user_row
+from tests import example
 from tests.conftest import create_database, drop_database
 from tests.processes import REPO_ROOT, child_env, gateway_command
 
@@ -265,3 +266,44 @@ def test_demo_data_is_never_written_beside_other_tables(
     assert refused.returncode == 1
     assert "invoices" in refused.stderr
     assert row_counts(engine)["users"] == 0
+
+
+def run_in_example(*arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        gateway_command(*arguments),
+        cwd=example.PROJECT,
+        env={**child_env({"GATEWAY_APP": ""}), **env},
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+        check=False,
+    )
+
+
+def test_serving_an_adopted_app_without_a_database_url_names_the_variable() -> None:
+    result = run_in_example("serve", "--app", example.ADOPTED_APP)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "no database to serve: set GATEWAY_DATABASE_URL "
+        "(postgresql://user:password@host:5432/dbname)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_a_contract_mismatch_is_one_readable_line_per_difference() -> None:
+    result = run_in_example("routes", "list", "--app", "tracker.mismatched:app")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "tracker.mismatched:app: GET /api/v1/projects/{project_id}/tickets: "
+        "the two implementations differ:",
+        "  query parameter 'status': type legacy Optional[Literal['open', 'closed']] "
+        "vs async Optional[Literal['open', 'done']]",
+    ]
+
+
+def test_an_app_that_is_not_served_by_the_gateway_is_named() -> None:
+    result = run_in_example("routes", "list", "--app", example.PLAIN_APP)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"{example.PLAIN_APP}: ")
+    assert "gateway.adopt()" in result.stderr

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -73,6 +73,36 @@ def writing_routers(email: str) -> dict[str, Any]:
     async def probe_async(n: int, db: AsyncDB) -> Probe:
         await create(db, User(email=f"async.{n}.{email}", name=WRITTEN_NAME))
         return Probe(n=n, side="same")
+
+    return {"legacy_routers": [legacy], "async_routers": [migrated]}
+
+
+def record_legacy(n: int, db: SyncDB) -> int:
+    db.add(User(email=f"legacy.dependency.{n}.{uuid.uuid4().hex[:8]}@x.org", name=WRITTEN_NAME))
+    db.flush()
+    return n
+
+
+async def record_async(n: int, db: AsyncDB) -> int:
+    email = f"async.dependency.{n}.{uuid.uuid4().hex[:8]}@x.org"
+    await create(db, User(email=email, name=WRITTEN_NAME))
+    return n
+
+
+def writing_dependency_routers(email: str) -> dict[str, Any]:
+    """The same pair, but each twin writes in a dependency before its endpoint runs."""
+    legacy, migrated = APIRouter(), APIRouter()
+
+    @legacy.get("/probe/{n}", response_model=Probe)
+    def probe_legacy(n: int, db: SyncDB, recorded: Annotated[int, Depends(record_legacy)]) -> Probe:
+        db.commit()
+        return Probe(n=recorded, side="same")
+
+    @migrated.get("/probe/{n}", response_model=Probe)
+    async def probe_async(
+        n: int, db: AsyncDB, recorded: Annotated[int, Depends(record_async)]
+    ) -> Probe:
+        return Probe(n=recorded, side="same")
 
     return {"legacy_routers": [legacy], "async_routers": [migrated]}
 
@@ -238,9 +268,17 @@ async def test_shadows_beyond_the_limit_are_dropped(committed_database: str) -> 
         pytest.param("async", id="legacy-shadow-adds-and-commits"),
     ],
 )
-async def test_a_shadow_never_writes(committed_database: str, engine: Engine, primary: str) -> None:
+@pytest.mark.parametrize(
+    "routers", [writing_routers, writing_dependency_routers], ids=["endpoint", "dependency"]
+)
+async def test_a_shadow_never_writes(
+    committed_database: str,
+    engine: Engine,
+    primary: str,
+    routers: Callable[[str], dict[str, Any]],
+) -> None:
     email = f"{uuid.uuid4().hex[:8]}@example.com"
-    async with serving(real_app(committed_database, writing_routers(email))) as client:
+    async with serving(real_app(committed_database, routers(email))) as client:
         await set_mode(client, PROBE_ROUTE, mode=primary)
         await client.get("/probe/1")
         written_by_primary = users_written(engine)

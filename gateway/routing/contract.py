@@ -18,6 +18,7 @@ from gateway.errors import ConfigurationError
 if TYPE_CHECKING:
     from fastapi._compat import ModelField
 
+DEFAULT_STATUS = 200  # what FastAPI answers when a route declares no status code
 PARAMETER_KINDS = ("path_params", "query_params", "header_params", "cookie_params", "body_params")
 
 
@@ -59,7 +60,7 @@ def parameters(dependant: Dependant) -> dict[str, dict[str, str]]:
 def promised_response(route: APIRoute) -> dict[str, str]:
     return {
         "response model": show(route.response_model),
-        "status code": show(route.status_code),
+        "status code": show(route.status_code or DEFAULT_STATUS),
         "response class": show(route.response_class),
         "response model include": show(route.response_model_include),
         "response model exclude": show(route.response_model_exclude),
