@@ -380,7 +380,10 @@ def example_requests(
     if body is None:
         return [ParityRequest(method, path, params)]
     media = body.get("content", {}).get("application/json", {})
-    bodies = examples_of(media) or examples_of(resolve(media.get("schema", {}), schema))
+    body_schema = media.get("schema", {})
+    bodies = (
+        examples_of(media) or examples_of(body_schema) or examples_of(resolve(body_schema, schema))
+    )
     return [ParityRequest(method, path, params, json=example) for example in bodies]
 
 

@@ -13,15 +13,15 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Body, FastAPI, Path
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from gateway import AsyncDB, Settings, adopt, gateway_of
+from gateway import AsyncDB, Settings, SyncDB, adopt, create_app, gateway_of
 from gateway.database.engines import sync_url
 from gateway.routing.pairing import RouteConflict
 from gateway.testing import ParityRequest, check_parity
@@ -34,7 +34,14 @@ example.importable()
 from tracker.api.deps import get_db  # noqa: E402
 from tracker.api_async.main import async_api_router  # noqa: E402
 from tracker.main import build_app  # noqa: E402
-from tracker.schemas import TicketRead  # noqa: E402
+from tracker.models import Project, Ticket  # noqa: E402
+from tracker.schemas import ProjectCreate, ProjectRead, TicketRead  # noqa: E402
+
+ExampleTicketId = Annotated[int, Path(examples=[2])]
+ExampleProject = Annotated[
+    ProjectCreate,
+    Body(examples=[{"key": "EX", "name": "Example"}, {"key": "XY", "name": "Other"}]),
+]
 
 pytestmark = pytest.mark.anyio
 
@@ -190,6 +197,8 @@ async def test_every_api_answer_names_the_implementation_that_served_it(
     assert twin.headers["x-gateway-impl"] == "async"
     assert legacy_only.headers["x-gateway-impl"] == "legacy"
     assert "x-gateway-impl" not in docs.headers
+    # the API router's own dependency, given where the app includes it, runs on both sides
+    assert twin.headers["x-tracker-api"] == legacy_only.headers["x-tracker-api"] == "1"
 
 
 def test_nested_routers_are_adopted_under_their_full_paths(tracker_databases: list[str]) -> None:
@@ -381,3 +390,52 @@ async def test_parity_falls_back_to_rollbacks_and_says_what_it_cannot_see(
     async with serving(plain_app(tracker_databases[0])) as client:
         tickets = (await client.get("/api/v1/projects/1/tickets")).json()
     assert len(tickets) == 2  # nothing was left behind
+
+
+def routers_with_examples() -> tuple[APIRouter, APIRouter]:
+    """Twins whose parameters and bodies carry OpenAPI examples, and nothing else to go on."""
+    legacy, migrated = APIRouter(), APIRouter()
+
+    @legacy.get("/tickets/{ticket_id}", response_model=TicketRead)
+    def read_ticket(ticket_id: ExampleTicketId, session: SyncDB) -> Ticket:
+        return session.get_one(Ticket, ticket_id)
+
+    @migrated.get("/tickets/{ticket_id}", response_model=TicketRead)
+    async def read_ticket_async(ticket_id: ExampleTicketId, session: AsyncDB) -> Ticket:
+        return await session.get_one(Ticket, ticket_id)
+
+    @legacy.post("/projects", response_model=ProjectRead, status_code=201)
+    def create_project(body: ExampleProject, session: SyncDB) -> Project:
+        project = Project(key=body.key, name=body.name)
+        session.add(project)
+        session.flush()
+        return project
+
+    @migrated.post("/projects", response_model=ProjectRead, status_code=201)
+    async def create_project_async(body: ExampleProject, session: AsyncDB) -> Project:
+        project = Project(key=body.key, name=body.name.upper())  # a planted difference
+        session.add(project)
+        await session.flush()
+        return project
+
+    return legacy, migrated
+
+
+async def test_requests_are_made_from_the_openapi_examples(tracker_databases: list[str]) -> None:
+    legacy, migrated = routers_with_examples()
+    app = create_app(
+        Settings(database_url=tracker_databases[0], log_level="WARNING", gc_freeze=False),
+        legacy_routers=[legacy],
+        async_routers=[migrated],
+    )
+    report = await check_parity(app)
+    assert [exchange.request.label() for exchange in report.exchanges] == [
+        "GET /tickets/2",
+        'POST /projects {"key": "EX", "name": "Example"}',
+        'POST /projects {"key": "XY", "name": "Other"}',
+    ]
+    assert report.uncovered == []
+    assert [d.request.label() for d in report.differences] == [
+        'POST /projects {"key": "EX", "name": "Example"}',
+        'POST /projects {"key": "XY", "name": "Other"}',
+    ]

@@ -31,11 +31,15 @@ def parity(
     ignore: Annotated[
         list[str] | None, typer.Option(help="a response field left out of the comparison")
     ] = None,
+    allow_uncovered: Annotated[
+        bool, typer.Option(help="pass even when no request reaches some twins")
+    ] = False,
 ) -> None:
-    """Check that both implementations of every twin answer alike, writes included (rolled back).
+    """Check that both implementations of every twin answer alike, writes included.
 
-    Exits 1 when any answer differs. Sequences are reset after each run: use a
-    database nothing else writes to meanwhile.
+    Exits 1 when an answer differs, or when a twin got no request (unless
+    --allow-uncovered). Each run works on a copy of the database (or in
+    rolled-back transactions): use a database nothing else writes to meanwhile.
     """
     loaded = load_app(app_option)
     chosen = read_requests(requests) if requests is not None else None
@@ -44,5 +48,5 @@ def parity(
             check_parity(loaded.app, chosen, database_url=url, ignore_fields=ignore or ())
         )
     typer.echo(report.describe())
-    if not report.ok:
+    if not report.ok or (report.uncovered and not allow_uncovered):
         raise typer.Exit(1)

@@ -58,7 +58,9 @@ def report(
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
-    table = Table(*advisor.HEADERS, title=f"Routes over {window:g} s, next to move first")
+    table = Table(title=f"Routes over {window:g} s, next to move first")
+    for header in advisor.HEADERS:
+        table.add_column(header, no_wrap=header == "route")  # a key is never cut in two
     for row in advisor.rows(result):
         table.add_row(*row)
     console = Console(width=max(160, Console().width))

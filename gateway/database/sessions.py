@@ -145,7 +145,7 @@ class RequestSessions:
                 await session.commit()
 
 
-async def release_unfinished(scope: Any) -> None:
+async def release_unfinished(sessions: RequestSessions) -> None:
     """Roll back and close the sessions a request opened but whose endpoint never finished them.
 
     A dependency may open the request's session and query with it, and the
@@ -154,9 +154,6 @@ async def release_unfinished(scope: Any) -> None:
     the connection must still go back to the pool. Shielded, like the
     wrapper's own cleanup.
     """
-    sessions = scope.get(SCOPE_SESSIONS)
-    if sessions is None or not sessions.unfinished:
-        return
     with anyio.CancelScope(shield=True):
         try:
             await sessions.finish_async(commit=False)

@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.database.providers import AliasedOverrides, SessionProviders
-from gateway.database.sessions import bind_sessions, release_unfinished
+from gateway.database.sessions import SCOPE_SESSIONS, bind_sessions, release_unfinished
 from gateway.errors import ConfigurationError, ErrorFormat, internal_error
 from gateway.impl import Impl
 from gateway.metrics.middleware import SCOPE_IMPL
@@ -172,7 +172,9 @@ def tag_with_impl(
             await internal_error(error_format)(scope, receive, send_tagged)
         finally:
             in_progress.dec()
-            await release_unfinished(scope)
+            sessions = scope.get(SCOPE_SESSIONS)
+            if sessions is not None and sessions.unfinished:
+                await release_unfinished(sessions)
 
     return tagged
 

@@ -43,9 +43,23 @@ async def reload_quietly(table: RouteTable, connection: Any = None) -> bool:
         else:
             table.apply(stored_modes(await connection.fetch(SELECT_MODES)))
     except Exception as error:
-        logger.warning("route modes not reloaded: %s", type(error).__name__)
+        logger.warning("route modes not reloaded: %s", why_not_reloaded(error))
         return False
     return True
+
+
+UNDEFINED_TABLE = "42P01"
+
+
+def why_not_reloaded(error: Exception) -> str:
+    """The error's name, or what to do when the gateway's tables have gone."""
+    cause = getattr(error, "orig", None) or error
+    state = getattr(cause, "sqlstate", None) or getattr(
+        getattr(cause, "__cause__", None), "sqlstate", None
+    )
+    if state == UNDEFINED_TABLE:
+        return "the table gateway_routes does not exist: run `gateway db upgrade`"
+    return type(error).__name__
 
 
 async def keep_in_sync(table: RouteTable, engine: AsyncEngine, every: float) -> None:

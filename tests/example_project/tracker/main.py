@@ -3,13 +3,14 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
 from tracker import errors
+from tracker.api.deps import api_version_header
 from tracker.api.main import api_router
 from tracker.config import database_url
 
@@ -36,7 +37,7 @@ def build_app(url: str | None = None) -> FastAPI:
     )
     app.add_middleware(CORSMiddleware, allow_origins=["https://tracker.example"])
     errors.install(app)
-    app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(api_router, prefix=API_PREFIX, dependencies=[Depends(api_version_header)])
     return app
 
 

@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
 from tracker.models import Project
@@ -25,3 +25,8 @@ def get_project(project_id: int, session: SessionDep) -> Project:
 
 
 ProjectDep = Annotated[Project, Depends(get_project)]
+
+
+async def api_version_header(response: Response) -> None:
+    """Every answer of the API names its version (a dependency of the whole API router)."""
+    response.headers["x-tracker-api"] = "1"
