@@ -87,8 +87,7 @@ async def get_events(
     route: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    assert table.engine is not None
-    return await list_events(table.engine, route=route, limit=limit)
+    return await list_events(table.database, route=route, limit=limit)
 
 
 @router.put("/routes/{route_key:path}")

@@ -53,6 +53,10 @@ def gauges(modes: Mapping[str, RouteMode]) -> dict[str, tuple[str, int]]:
     }
 
 
+class TableNotAttached(RuntimeError):
+    """The route table was used before the app's lifespan gave it a database."""
+
+
 class RouteTable:
     def __init__(
         self, routes: list[PublicRoute], settings: Settings, metrics: GatewayMetrics
@@ -83,6 +87,15 @@ class RouteTable:
         metrics.show_implementations(self.implementations_by_key())
         self.engine: AsyncEngine | None = None
         self.task_group: TaskGroup | None = None
+
+    @property
+    def database(self) -> AsyncEngine:
+        """The engine the modes are stored through; set by the app's lifespan (or the CLI)."""
+        if self.engine is None:
+            raise TableNotAttached(
+                "the route table has no database yet: it is attached when the app starts"
+            )
+        return self.engine
 
     def attach(self, engine: AsyncEngine, task_group: TaskGroup) -> None:
         self.engine = engine
@@ -128,17 +141,15 @@ class RouteTable:
         self.metrics.show_modes(gauges({key: mode}))
 
     async def reload(self) -> None:
-        assert self.engine is not None
-        self.apply(await route_store.load_modes(self.engine))
+        self.apply(await route_store.load_modes(self.database))
 
     async def change(
         self, key: str, wanted: RouteMode, *, actor: str, reason: str
     ) -> dict[str, Any]:
         """Validate, store (with its event and NOTIFY) and apply a mode change."""
         validate_change(key, self.implementations(key), wanted)
-        assert self.engine is not None
         event = await route_store.save_mode(
-            self.engine, key, wanted, actor=actor, reason=reason, default=self.default_for(key)
+            self.database, key, wanted, actor=actor, reason=reason, default=self.default_for(key)
         )
         # A reload, not a local overwrite: a newer change from another instance may
         # already have been applied here by the listener.
@@ -153,10 +164,9 @@ class RouteTable:
             self.task_group.start_soon(self._store_rollback, key, reason)
 
     async def _store_rollback(self, key: str, reason: str) -> None:
-        assert self.engine is not None
         try:
             await route_store.save_mode(
-                self.engine,
+                self.database,
                 key,
                 RouteMode(mode="legacy"),
                 actor=AUTOMATIC_ACTOR,
