@@ -47,7 +47,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import URL, Connection, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 from starlette.routing import Match
@@ -242,7 +242,7 @@ async def run_pinned(
             gateway_app.use_database_url(stack.enter_context(database_copy(url)))
             gateway_app.database = None
         else:
-            gateway_app.database = await stack.enter_async_context(rolled_back_database(url))
+            gateway_app.database = (await stack.enter_async_context(rolled_back(url))).database
         gateway_app.table.pin(impl)
         try:
             async with app.router.lifespan_context(app):
@@ -298,36 +298,52 @@ async def send(client: httpx.AsyncClient, request: ParityRequest) -> Answer:
     return Answer(response.status_code, response.content, response.headers.get("x-gateway-impl"))
 
 
+@dataclass(frozen=True)
+class RolledBack:
+    """Both engines of a database, and the two connections whose transactions roll back."""
+
+    database: Database
+    sync_connection: Connection
+    async_connection: AsyncConnection
+
+
 @asynccontextmanager
-async def rolled_back_database(url: str) -> AsyncIterator[Database]:
-    """Both engines on `url`, their sessions bound to transactions rolled back on exit."""
+async def rolled_back(url: str, *, keep_sequences: bool = True) -> AsyncIterator[RolledBack]:
+    """Both engines on `url`, their sessions bound to transactions rolled back on exit.
+
+    With `keep_sequences`, the sequences are set back to where they were on exit
+    too (they ignore rollbacks).
+    """
     sync_engine = create_engine(sync_url(url), poolclass=NullPool)
     async_engine = create_async_engine(async_url(url), poolclass=NullPool)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(async_engine.dispose)
         stack.callback(sync_engine.dispose)
-        with sync_engine.connect() as restorer:
-            restorer.commit()
-            positions = sequence_positions(restorer)
-            stack.callback(restore_sequences, sync_engine, positions)
+        if keep_sequences:
+            with sync_engine.connect() as reader:
+                stack.callback(restore_sequences, sync_engine, sequence_positions(reader))
         sync_connection = stack.enter_context(sync_engine.connect())
         sync_connection.begin()
         async_connection = await stack.enter_async_context(async_engine.connect())
         await async_connection.begin()
-        yield Database(
-            sync_engine=sync_engine,
-            async_engine=async_engine,
-            sync_sessions=sessionmaker(
-                bind=sync_connection,
-                expire_on_commit=False,
-                join_transaction_mode="create_savepoint",
+        yield RolledBack(
+            Database(
+                sync_engine=sync_engine,
+                async_engine=async_engine,
+                sync_sessions=sessionmaker(
+                    bind=sync_connection,
+                    expire_on_commit=False,
+                    join_transaction_mode="create_savepoint",
+                ),
+                async_sessions=async_sessionmaker(
+                    bind=async_connection,
+                    expire_on_commit=False,
+                    join_transaction_mode="create_savepoint",
+                ),
+                owns_engines=False,
             ),
-            async_sessions=async_sessionmaker(
-                bind=async_connection,
-                expire_on_commit=False,
-                join_transaction_mode="create_savepoint",
-            ),
-            owns_engines=False,
+            sync_connection,
+            async_connection,
         )
         await async_connection.rollback()
         sync_connection.rollback()

@@ -14,6 +14,7 @@ Three ways a test meets the database:
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -28,15 +29,15 @@ import pytest
 from fastapi import APIRouter
 from psycopg import sql
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
-from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import NullPool
 
 from demo.app import create_demo_app
 from demo.database import upgrade as upgrade_demo
 from demo.settings import DemoSettings
-from gateway.database.engines import Database, async_url, sync_url
+from gateway.database.engines import sync_url
 from gateway.ops.migrations import upgrade as upgrade_gateway
+from gateway.testing import rolled_back
 from shared_models.seed import DemoSize, present_tables, reset_sequences, seed
 
 TEST_SIZE = DemoSize(users=12, items=6, orders=8, documents=20)
@@ -156,50 +157,25 @@ def test_settings(database_url: str, **overrides: object) -> DemoSettings:
 @asynccontextmanager
 async def rolled_back_api(
     database_url: str,
-    sync_engine: Engine,
     *,
     impl: str = "legacy",
     legacy_routers: list[APIRouter] | None = None,
     async_routers: list[APIRouter] | None = None,
 ) -> AsyncIterator[ApiClient]:
-    async_engine = create_async_engine(async_url(database_url), poolclass=NullPool)
-    try:
-        with sync_engine.connect() as sync_connection:
-            sync_transaction = sync_connection.begin()
-            reset_sequences(sync_connection, present_tables(sync_connection))
-            async with async_engine.connect() as async_connection:
-                async_transaction = await async_connection.begin()
-                database = Database(
-                    sync_engine=sync_engine,
-                    async_engine=async_engine,
-                    sync_sessions=sessionmaker(
-                        bind=sync_connection,
-                        expire_on_commit=False,
-                        join_transaction_mode="create_savepoint",
-                    ),
-                    async_sessions=async_sessionmaker(
-                        bind=async_connection,
-                        expire_on_commit=False,
-                        join_transaction_mode="create_savepoint",
-                    ),
-                    owns_engines=False,
-                )
-                app = create_demo_app(
-                    test_settings(database_url, default_mode=impl),
-                    legacy_routers=legacy_routers,
-                    async_routers=async_routers,
-                    database=database,
-                )
-                async with app.router.lifespan_context(app):
-                    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-                    async with httpx.AsyncClient(
-                        transport=transport, base_url="http://gateway.test"
-                    ) as client:
-                        yield ApiClient(client, sync_connection, async_connection)
-                await async_transaction.rollback()
-            sync_transaction.rollback()
-    finally:
-        await async_engine.dispose()
+    async with rolled_back(database_url, keep_sequences=False) as state:
+        reset_sequences(state.sync_connection, present_tables(state.sync_connection))
+        app = create_demo_app(
+            test_settings(database_url, default_mode=impl),
+            legacy_routers=legacy_routers,
+            async_routers=async_routers,
+            database=state.database,
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://gateway.test"
+            ) as client:
+                yield ApiClient(client, state.sync_connection, state.async_connection)
 
 
 class ApiClient:
@@ -230,11 +206,11 @@ MakeApi = Callable[..., AbstractAsyncContextManager[ApiClient]]
 
 
 @pytest.fixture
-def make_api(database_url: str, sync_engine: Engine) -> MakeApi:
+def make_api(database_url: str) -> MakeApi:
     """`async with make_api(impl="async", legacy_routers=[...]) as api:` for custom apps."""
 
     def make(**options: object) -> AbstractAsyncContextManager[ApiClient]:
-        return rolled_back_api(database_url, sync_engine, **options)  # type: ignore[arg-type]
+        return rolled_back_api(database_url, **options)  # type: ignore[arg-type]
 
     return make
 
@@ -255,3 +231,26 @@ async def api(make_api: MakeApi, impl: str) -> AsyncIterator[ApiClient]:
 async def legacy_api(make_api: MakeApi) -> AsyncIterator[ApiClient]:
     async with make_api(impl="legacy") as client:
         yield client
+
+
+@pytest.fixture
+def fresh_database(server_url: str) -> Iterator[str]:
+    """An empty database of its own, dropped after the test."""
+    name = f"gateway_fresh_{uuid.uuid4().hex[:8]}"
+    url = create_database(server_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(server_url, name)
+
+
+@pytest.fixture
+def gateway_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog on the `gateway` logger (which does not propagate to the root), from WARNING up."""
+    gateway_logger = logging.getLogger("gateway")
+    gateway_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway"):
+            yield caplog
+    finally:
+        gateway_logger.removeHandler(caplog.handler)

@@ -8,7 +8,6 @@ with one `adopt()` call, every response must be what the plain app answers
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -271,36 +270,21 @@ async def test_an_override_of_get_db_in_the_apps_tests_still_wins(
     assert used == ["test_db"]  # once per request: the route and get_project share it
 
 
-@pytest.fixture
-def gateway_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    gateway_logger = logging.getLogger("gateway")
-    gateway_logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING, logger="gateway"):
-            yield caplog
-    finally:
-        gateway_logger.removeHandler(caplog.handler)
-
-
 def test_sessions_the_gateway_cannot_see_are_listed_once_with_the_fix(
-    gateway_warnings: pytest.LogCaptureFixture,
+    gateway_log: pytest.LogCaptureFixture,
 ) -> None:
     adopt(build_app(), settings=Settings(database_url="postgresql://unused@127.0.0.1/unused"))
-    (warning,) = [
-        r.getMessage() for r in gateway_warnings.records if "does not manage" in r.message
-    ]
+    (warning,) = [r.getMessage() for r in gateway_log.records if "does not manage" in r.message]
     assert warning.startswith("9 route(s) open a database session the gateway does not manage")
     assert "sync_session_dependencies=[...]" in warning
     assert "  GET /api/v1/tickets/{ticket_id} (session <- tracker.api.deps.get_db)" in warning
 
 
 def test_sync_dependencies_holding_the_session_are_listed_once(
-    gateway_warnings: pytest.LogCaptureFixture, tracker_databases: list[str]
+    gateway_log: pytest.LogCaptureFixture, tracker_databases: list[str]
 ) -> None:
     adopted_app(tracker_databases[0])
-    (warning,) = [
-        r.getMessage() for r in gateway_warnings.records if "sync dependency" in r.message
-    ]
+    (warning,) = [r.getMessage() for r in gateway_log.records if "sync dependency" in r.message]
     assert warning.startswith("3 route(s) have a sync dependency that queries the sync session")
     assert "  GET /api/v1/projects/{project_id} (get_project)" in warning
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,7 +25,6 @@ from gateway import gateway_metadata
 from gateway.database.engines import sync_url
 from gateway.ops.migrations import VERSION_TABLE
 from tests import example
-from tests.conftest import create_database, drop_database
 from tests.processes import free_port, gateway_command, running_server
 
 pytestmark = [pytest.mark.slow]
@@ -37,16 +34,6 @@ GATEWAY_TABLES = {*gateway_metadata.tables, VERSION_TABLE}
 TRACKER_TABLES = {"projects", "tickets", "alembic_version"}
 COMMAND_SECONDS = 120.0
 SWITCH_SECONDS = 5.0
-
-
-@pytest.fixture
-def tracker_database(server_url: str) -> Iterator[str]:
-    name = f"tracker_steps_{uuid.uuid4().hex[:8]}"
-    url = create_database(server_url, name)
-    try:
-        yield url
-    finally:
-        drop_database(server_url, name)
 
 
 def gateway(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -109,8 +96,9 @@ def move(database_url: str, mode: str, *options: str) -> None:
 
 
 def test_the_readme_adoption_steps_on_an_app_of_its_own(
-    tracker_database: str, tmp_path: Path
+    fresh_database: str, tmp_path: Path
 ) -> None:
+    tracker_database = fresh_database
     # 2. the app's own migrations, then the gateway's tables beside them
     ok(example.alembic(tracker_database, "upgrade", "head"))
     version = app_version(tracker_database)

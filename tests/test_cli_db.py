@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -23,7 +22,6 @@ from gateway.ops.migrations import VERSION_TABLE, head_revision
 from shared_models.models import Base
 from shared_models.seed import DemoSize, item_row, order_rows, user_row
 from tests import example
-from tests.conftest import create_database, drop_database
 from tests.processes import REPO_ROOT, child_env, gateway_command
 
 pytestmark = [pytest.mark.slow]
@@ -68,18 +66,8 @@ def run_demo(database_url: str, *arguments: str) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture
-def empty_database(server_url: str) -> Iterator[str]:
-    name = f"gateway_cli_{uuid.uuid4().hex[:8]}"
-    url = create_database(server_url, name)
-    try:
-        yield url
-    finally:
-        drop_database(server_url, name)
-
-
-@pytest.fixture
-def engine(empty_database: str) -> Iterator[Engine]:
-    engine = create_engine(sync_url(empty_database), poolclass=NullPool)
+def engine(fresh_database: str) -> Iterator[Engine]:
+    engine = create_engine(sync_url(fresh_database), poolclass=NullPool)
     yield engine
     engine.dispose()
 
@@ -99,10 +87,10 @@ def extensions(engine: Engine) -> set[str]:
         return {row[0] for row in connection.execute(text("SELECT extname FROM pg_extension"))}
 
 
-def test_upgrade_creates_only_the_gateways_tables(empty_database: str, engine: Engine) -> None:
+def test_upgrade_creates_only_the_gateways_tables(fresh_database: str, engine: Engine) -> None:
     before = extensions(engine)
 
-    result = run_gateway(empty_database, "db", "upgrade")
+    result = run_gateway(fresh_database, "db", "upgrade")
 
     assert result.returncode == 0, result.stderr
     assert f"version table {VERSION_TABLE}" in result.stdout
@@ -112,14 +100,14 @@ def test_upgrade_creates_only_the_gateways_tables(empty_database: str, engine: E
 
 
 def test_upgrade_beside_an_apps_own_history_touches_none_of_it(
-    empty_database: str, engine: Engine
+    fresh_database: str, engine: Engine
 ) -> None:
-    upgrade_demo(empty_database)
+    upgrade_demo(fresh_database)
     app_tables = table_names(engine)
     app_version = scalar(engine, "SELECT version_num FROM alembic_version")
 
     for _ in range(2):  # a second run finds nothing to do
-        result = run_gateway(empty_database, "db", "upgrade")
+        result = run_gateway(fresh_database, "db", "upgrade")
         assert result.returncode == 0, result.stderr
 
     assert table_names(engine) == app_tables | GATEWAY_TABLES
@@ -128,7 +116,7 @@ def test_upgrade_beside_an_apps_own_history_touches_none_of_it(
 
 
 def test_upgrade_keeps_gateway_tables_an_older_demo_schema_created(
-    empty_database: str, engine: Engine
+    fresh_database: str, engine: Engine
 ) -> None:
     gateway_metadata.create_all(engine)
     with engine.begin() as connection:
@@ -139,7 +127,7 @@ def test_upgrade_keeps_gateway_tables_an_older_demo_schema_created(
             )
         )
 
-    result = run_gateway(empty_database, "db", "upgrade")
+    result = run_gateway(fresh_database, "db", "upgrade")
 
     assert result.returncode == 0, result.stderr
     assert scalar(engine, "SELECT mode FROM gateway_routes") == "async"
@@ -147,16 +135,16 @@ def test_upgrade_keeps_gateway_tables_an_older_demo_schema_created(
 
 
 def test_check_names_the_missing_table_and_the_fix_then_passes(
-    empty_database: str,
+    fresh_database: str,
 ) -> None:
-    missing = run_gateway(empty_database, "db", "check")
+    missing = run_gateway(fresh_database, "db", "check")
     assert missing.returncode == 1
     assert "gateway_route_events" in missing.stderr or "gateway_routes" in missing.stderr
     assert "gateway db upgrade" in missing.stderr
     assert "Traceback" not in missing.stderr
 
-    assert run_gateway(empty_database, "db", "upgrade").returncode == 0
-    present = run_gateway(empty_database, "db", "check")
+    assert run_gateway(fresh_database, "db", "upgrade").returncode == 0
+    present = run_gateway(fresh_database, "db", "check")
     assert present.returncode == 0, present.stderr
     assert f"gateway schema at {head_revision()}" in present.stdout
 
@@ -179,9 +167,9 @@ def test_without_a_database_url_an_adopted_app_names_the_variable(tmp_path: obje
 
 
 def test_invalid_setting_exits_with_code_2_naming_the_variable(
-    empty_database: str, engine: Engine
+    fresh_database: str, engine: Engine
 ) -> None:
-    result = run_gateway(empty_database, "db", "upgrade", GATEWAY_THREADPOOL_SIZE="0")
+    result = run_gateway(fresh_database, "db", "upgrade", GATEWAY_THREADPOOL_SIZE="0")
 
     assert result.returncode == 2, result.stderr
     assert "GATEWAY_THREADPOOL_SIZE" in result.stderr
@@ -221,9 +209,9 @@ def expected_counts(has_pgvector: bool) -> dict[str, int]:
 
 
 def test_demo_upgrade_creates_the_demo_schema_only(
-    empty_database: str, engine: Engine, has_pgvector: bool
+    fresh_database: str, engine: Engine, has_pgvector: bool
 ) -> None:
-    result = run_demo(empty_database, "upgrade")
+    result = run_demo(fresh_database, "upgrade")
 
     assert result.returncode == 0, result.stderr
     tables = table_names(engine)
@@ -232,20 +220,20 @@ def test_demo_upgrade_creates_the_demo_schema_only(
 
 
 def test_demo_seed_loads_exactly_the_requested_rows_and_replaces_them_alike(
-    empty_database: str, engine: Engine, has_pgvector: bool
+    fresh_database: str, engine: Engine, has_pgvector: bool
 ) -> None:
-    upgrade_demo(empty_database)
-    seeded = run_demo(empty_database, "seed", *SEED_ARGUMENTS)
+    upgrade_demo(fresh_database)
+    seeded = run_demo(fresh_database, "seed", *SEED_ARGUMENTS)
     assert seeded.returncode == 0, seeded.stderr
     assert row_counts(engine) == expected_counts(has_pgvector)
     first = content(engine)
 
-    refused = run_demo(empty_database, "seed", *SEED_ARGUMENTS)
+    refused = run_demo(fresh_database, "seed", *SEED_ARGUMENTS)
     assert refused.returncode != 0
     assert "--replace" in refused.stderr
     assert content(engine) == first
 
-    replaced = run_demo(empty_database, "seed", *SEED_ARGUMENTS, "--replace")
+    replaced = run_demo(fresh_database, "seed", *SEED_ARGUMENTS, "--replace")
     assert replaced.returncode == 0, replaced.stderr
     assert content(engine) == first
     assert scalar(engine, "SELECT email FROM users WHERE id = 500") == user_row(500)["email"]
@@ -255,13 +243,13 @@ def test_demo_seed_loads_exactly_the_requested_rows_and_replaces_them_alike(
 
 
 def test_demo_data_is_never_written_beside_other_tables(
-    empty_database: str, engine: Engine
+    fresh_database: str, engine: Engine
 ) -> None:
-    upgrade_demo(empty_database)
+    upgrade_demo(fresh_database)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE invoices (id integer PRIMARY KEY)"))
 
-    refused = run_demo(empty_database, "seed", "--replace")
+    refused = run_demo(fresh_database, "seed", "--replace")
 
     assert refused.returncode == 1
     assert "invoices" in refused.stderr

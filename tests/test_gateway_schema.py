@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,19 +27,8 @@ from gateway.ops.migrations import (
 )
 from gateway.routing.sync import reload_quietly
 from shared_models.base import Base
-from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"gateway_schema_{uuid.uuid4().hex[:8]}"
-    url = create_database(server_url, name)
-    try:
-        yield url
-    finally:
-        drop_database(server_url, name)
 
 
 @pytest.fixture
@@ -160,19 +147,14 @@ def test_demo_data_is_never_seeded_beside_other_tables(fresh_database: str, engi
 
 
 async def test_tables_dropped_under_a_running_app_are_named_with_the_fix(
-    fresh_database: str, engine: Engine, caplog: pytest.LogCaptureFixture
+    fresh_database: str, engine: Engine, gateway_log: pytest.LogCaptureFixture
 ) -> None:
     upgrade(fresh_database)
     app = adopter_app(fresh_database)
-    gateway_logger = logging.getLogger("gateway")
-    gateway_logger.addHandler(caplog.handler)
-    try:
-        async with app.router.lifespan_context(app):
-            execute(engine, "DROP TABLE gateway_routes")
-            assert await reload_quietly(gateway_of(app).table) is False
-    finally:
-        gateway_logger.removeHandler(caplog.handler)
+    async with app.router.lifespan_context(app):
+        execute(engine, "DROP TABLE gateway_routes")
+        assert await reload_quietly(gateway_of(app).table) is False
     assert (
         "route modes not reloaded: the table gateway_routes does not exist: "
         "run `gateway db upgrade`"
-    ) in caplog.text
+    ) in gateway_log.text

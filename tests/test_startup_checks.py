@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -51,18 +50,6 @@ async def restore_thread_limiter() -> AsyncIterator[None]:
     tokens = limiter.total_tokens
     yield
     limiter.total_tokens = tokens
-
-
-@pytest.fixture
-def gateway_records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """caplog, attached to the `gateway` logger (which does not propagate to the root)."""
-    gateway_logger = logging.getLogger("gateway")
-    gateway_logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING, logger="gateway.database.engines"):
-            yield caplog
-    finally:
-        gateway_logger.removeHandler(caplog.handler)
 
 
 def limit_le_100() -> RouterPair:
@@ -263,7 +250,7 @@ def test_the_async_side_cannot_implement_a_key_twice() -> None:
 
 
 def test_a_key_the_app_serves_twice_keeps_the_first_as_it_always_did(
-    gateway_records: pytest.LogCaptureFixture,
+    gateway_log: pytest.LogCaptureFixture,
 ) -> None:
     first, second = APIRouter(), APIRouter()
 
@@ -277,7 +264,7 @@ def test_a_key_the_app_serves_twice_keeps_the_first_as_it_always_did(
 
     app = offline_app([first, second], [])
     assert list(gateway_of(app).table.routes) == ["GET /things"]
-    assert "things_two) is never reached" in gateway_records.text
+    assert "things_two) is never reached" in gateway_log.text
 
 
 @pytest.mark.parametrize(
@@ -319,15 +306,13 @@ def test_invalid_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch) 
 
 
 async def test_small_sync_pool_warns_at_start(
-    database_url: str, gateway_records: pytest.LogCaptureFixture, restore_thread_limiter: None
+    database_url: str, gateway_log: pytest.LogCaptureFixture, restore_thread_limiter: None
 ) -> None:
     settings = settings_for(database_url, threadpool_size=10, sync_pool_size=2, sync_max_overflow=3)
     app = create_demo_app(settings, legacy_routers=[], async_routers=[])
     async with app.router.lifespan_context(app):
         pass
-    warnings = [
-        r.getMessage() for r in gateway_records.records if r.name == "gateway.database.engines"
-    ]
+    warnings = [r.getMessage() for r in gateway_log.records if r.name == "gateway.database.engines"]
     assert len(warnings) == 1, warnings
     for fragment in (
         "threadpool",
@@ -340,13 +325,13 @@ async def test_small_sync_pool_warns_at_start(
 
 
 async def test_large_enough_sync_pool_does_not_warn(
-    database_url: str, gateway_records: pytest.LogCaptureFixture, restore_thread_limiter: None
+    database_url: str, gateway_log: pytest.LogCaptureFixture, restore_thread_limiter: None
 ) -> None:
     settings = settings_for(database_url, threadpool_size=10, sync_pool_size=5, sync_max_overflow=5)
     app = create_demo_app(settings, legacy_routers=[], async_routers=[])
     async with app.router.lifespan_context(app):
         pass
-    assert [r for r in gateway_records.records if r.name == "gateway.database.engines"] == []
+    assert [r for r in gateway_log.records if r.name == "gateway.database.engines"] == []
 
 
 def twin_keys(app: FastAPI) -> list[str]:
