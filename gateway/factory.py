@@ -96,26 +96,17 @@ def adopt(
     """
     if app.middleware_stack is not None:
         raise AlreadyStarted(f"{app!r} has started serving: adopt it before it starts")
+    if getattr(app.state, "gateway_app", None) is not None:
+        raise AlreadyStarted(f"{app!r} is adopted already")
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     registry = CollectorRegistry(auto_describe=True)
     metrics = GatewayMetrics(registry, settings.metrics_buckets)
-    builder = RouteBuilder(
-        app,
-        SessionProviders(sync_session_dependencies, async_session_dependencies),
-        metrics,
-        settings.error_format,
-        warnings=[],
-    )
+    providers = SessionProviders(sync_session_dependencies, async_session_dependencies)
+    builder = RouteBuilder(app, providers, metrics, settings.error_format, warnings=[])
     pairing = pair_routes(builder, async_routers)
     table = RouteTable(pairing.routes, settings, metrics)
-    dispatchers = {route.key: table.dispatcher(route) for route in pairing.routes}
-    own_paths = paths(app.router.routes)
-    app.router.routes[:] = [
-        *pairing.app_routes(dispatchers),
-        *operations_routes(own_paths, builder),
-    ]
-    app.openapi_schema = None
+    serve_routes(app, pairing, table, builder)
     install_error_handlers(
         app,
         error_format=settings.error_format,
@@ -133,9 +124,7 @@ def adopt(
         settings=settings,
         table=table,
         metrics=metrics,
-        required_extensions=required_extensions(
-            route.dependant for route in pairing.shown.values()
-        ),
+        required_extensions=required_extensions(r.dependant for r in pairing.shown.values()),
         prepare_embedded_database=prepare_embedded_database,
         database=database,
         warnings=builder.warnings,
@@ -143,6 +132,17 @@ def adopt(
     app.router.lifespan_context = gateway_lifespan(app.router.lifespan_context)
     log_warnings(builder.warnings, pairing)
     return app
+
+
+def serve_routes(app: FastAPI, pairing: Pairing, table: RouteTable, builder: RouteBuilder) -> None:
+    """Replace the app's routes list: each key's public route, then the operations routes."""
+    dispatchers = {route.key: table.dispatcher(route) for route in pairing.routes}
+    own_paths = paths(app.router.routes)
+    app.router.routes[:] = [
+        *pairing.app_routes(dispatchers),
+        *operations_routes(own_paths, builder),
+    ]
+    app.openapi_schema = None  # documented anew, from the routes it serves now
 
 
 def operations_routes(own_paths: set[str], builder: RouteBuilder) -> list[Any]:

@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from gateway import AsyncDB, Settings, SyncDB, adopt, create_app, gateway_of
 from gateway.database.engines import sync_url
+from gateway.factory import AlreadyStarted
 from gateway.routing.pairing import RouteConflict
 from gateway.testing import ParityRequest, check_parity
 from tests import example
@@ -423,3 +424,14 @@ async def test_requests_are_made_from_the_openapi_examples(tracker_databases: li
         'POST /projects {"key": "EX", "name": "Example"}',
         'POST /projects {"key": "XY", "name": "Other"}',
     ]
+
+
+def test_an_app_is_adopted_once_and_before_it_serves() -> None:
+    settings = Settings(database_url="postgresql://unused@127.0.0.1/unused", log_level="ERROR")
+    app = adopt(build_app(), settings=settings)
+    with pytest.raises(AlreadyStarted, match="is adopted already"):
+        adopt(app, settings=settings)
+    serving_already = build_app()
+    serving_already.middleware_stack = serving_already.build_middleware_stack()
+    with pytest.raises(AlreadyStarted, match="adopt it before it starts"):
+        adopt(serving_already, settings=settings)
