@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -498,3 +499,20 @@ async def test_lifespan_sizes_the_threadpool(
     )
     async with app.router.lifespan_context(app):
         assert anyio.to_thread.current_default_thread_limiter().total_tokens == 7
+
+
+def test_settings_come_from_the_projects_pyproject_under_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.gateway]\napp = "library.main:app"\nthreadpool_size = 7\nlog_level = "ERROR"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GATEWAY_APP", raising=False)
+    monkeypatch.setenv("GATEWAY_THREADPOOL_SIZE", "9")
+    settings = load_settings()
+    assert (settings.app, settings.threadpool_size, settings.log_level) == (
+        "library.main:app",
+        9,
+        "ERROR",
+    )
