@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.routing.modes import RouteMode
 
 CHANNEL = "gateway_routes"
+PLACEHOLDER_ACTOR = "gateway"  # the row a first change inserts, and overwrites, in one transaction
 SELECT_MODES = (
     "SELECT route, mode, percent, primary_impl, changed_by, reason, changed_at FROM gateway_routes"
 )
@@ -106,9 +107,31 @@ class ModeChanged(Exception):
     """The route's mode is no longer the one the change expected (someone else moved it)."""
 
 
-async def _current(connection: AsyncConnection, key: str) -> Any:
+async def _locked_current(
+    connection: AsyncConnection, key: str, default: RouteMode
+) -> RouteMode:
+    """The route's stored mode (its default if none), with its row locked to this transaction.
+
+    A route never changed before has no row to lock, and `SELECT ... FOR UPDATE`
+    locks nothing that is absent: two first changes would both read the default.
+    So the row is first inserted, holding the default; a concurrent first change
+    waits on the primary key until this transaction ends, then finds the row.
+    """
+    placeholder = (
+        insert(routes_table)
+        .values(
+            route=key,
+            mode=default.mode,
+            percent=default.percent,
+            primary_impl=default.primary,
+            changed_by=PLACEHOLDER_ACTOR,
+            reason="",
+        )
+        .on_conflict_do_nothing(index_elements=[routes_table.c.route])
+    )
+    await connection.execute(placeholder)
     query = select(routes_table).where(routes_table.c.route == key).with_for_update()
-    return (await connection.execute(query)).first()
+    return _stored(dict((await connection.execute(query)).one()._mapping)).mode
 
 
 async def save_mode(
@@ -127,8 +150,7 @@ async def save_mode(
     mode (an automatic rollback must not undo a person's newer decision).
     """
     async with engine.begin() as connection:
-        current = await _current(connection, key)
-        old = _stored(current._mapping).mode if current is not None else default
+        old = await _locked_current(connection, key, default)
         if expect is not None and old.mode != expect:
             raise ModeChanged(f"{key} is in mode {old.mode!r}, not {expect!r}")
         values = {
