@@ -45,7 +45,11 @@ def gateway(
     background_path: str | None = None,
     app: str = GATEWAY_APP,
 ) -> Configuration:
-    body = (("mode", mode), ("percent", percent), ("primary", primary))
+    body: tuple[tuple[str, object], ...] = (("mode", mode),)
+    if mode == "canary":
+        body += (("percent", percent),)
+    if mode == "shadow":
+        body += (("primary", primary),)
     return Configuration(
         name,
         label,

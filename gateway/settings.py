@@ -20,7 +20,10 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigurationError, ErrorFormat
 from gateway.impl import Impl
@@ -171,6 +174,10 @@ class Settings(BaseSettings):
         scheme = url.split("://", 1)[0]
         if not scheme.startswith(("postgresql", "postgres")):
             raise ValueError(f"must be a postgresql:// URL, got scheme {scheme!r}")
+        try:
+            _ = make_url(url.strip()).port
+        except (ArgumentError, ValueError):
+            raise ValueError("is not a valid URL: postgresql://user:pass@host:port/db") from None
         return url.strip()
 
     @classmethod
@@ -208,11 +215,20 @@ def load_settings(kind: type[SettingsT] = Settings, **overrides: object) -> Sett
         return kind(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise InvalidSettings(describe_errors(error)) from None
+    except SettingsError as error:  # a value that is not even JSON where JSON is expected
+        raise InvalidSettings(f"invalid settings: {unparsable(error)}") from None
+
+
+def unparsable(error: SettingsError) -> str:
+    """`GATEWAY_X: not valid JSON`, from pydantic-settings' message naming the field."""
+    field = str(error).split('field "', 1)[-1].split('"', 1)[0]
+    return f"{ENV_PREFIX}{field.upper()}: not valid JSON"
 
 
 def describe_errors(error: ValidationError) -> str:
     problems = []
     for detail in error.errors():
         field = ".".join(str(part) for part in detail["loc"])
-        problems.append(f"{ENV_PREFIX}{field.upper()}: {detail['msg']}")
+        message = detail["msg"].removeprefix("Value error, ")
+        problems.append(f"{ENV_PREFIX}{field.upper()}: {message}")
     return "invalid settings: " + "; ".join(problems)

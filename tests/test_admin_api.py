@@ -133,7 +133,7 @@ async def test_the_route_key_travels_url_encoded(committed_database: str) -> Non
 
 
 async def test_unknown_routes_are_not_found(committed_database: str) -> None:
-    keys = ["GET /users/{id}", "GET /nowhere", "get /users/{user_id}", "GET%20/users", "GET"]
+    keys = ["GET /users/{id}", "GET /nowhere", "GET%20/users", "GET"]
     async with serving(real_app(committed_database)) as client:
         answers = {key: await put_mode(client, key, mode="async") for key in keys}
         await nothing_changed(client)
@@ -143,8 +143,21 @@ async def test_unknown_routes_are_not_found(committed_database: str) -> None:
         assert USER_ROUTE in details["known"]
 
 
+async def test_a_key_is_found_whatever_the_case_of_its_method(committed_database: str) -> None:
+    async with serving(real_app(committed_database)) as client:
+        answer = await put_mode(client, " get  /users/{user_id} ", mode="async")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["route"]["route"] == USER_ROUTE
+
+
 INVALID_CHANGES: list[tuple[dict[str, Any], str]] = [
     ({"mode": "blue-green"}, "body.mode"),
+    ({"mode": "canary"}, "body"),
+    ({"mode": "canary", "percent": True}, "body.percent"),
+    ({"mode": "canary", "percent": "50"}, "body.percent"),
+    ({"mode": "legacy", "percent": 30}, "body"),
+    ({"mode": "async", "primary": "async"}, "body"),
+    ({"mode": "legacy", "colour": "red"}, "body.colour"),
     ({"mode": "canary", "percent": 101}, "body.percent"),
     ({"mode": "canary", "percent": -1}, "body.percent"),
     ({"mode": "canary", "percent": "half"}, "body.percent"),

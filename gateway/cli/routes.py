@@ -11,12 +11,14 @@ from urllib.parse import quote
 
 import httpx
 import typer
+from pydantic import ValidationError
 
 from gateway.cli.apps import AppOption, database_url, fail, load_app
 from gateway.database.engines import create_async_engine_for
 from gateway.errors import GatewayError
 from gateway.lifespan import GatewayApp
 from gateway.ops.admin import ModeChange
+from gateway.routing.keys import normalized
 from gateway.routing.table import RouteTable
 
 app = typer.Typer(help="Route modes: list them, or move a route.", no_args_is_help=True)
@@ -33,6 +35,15 @@ def admin_client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=10)
 
 
+def call_admin(url: str, method: str, path: str, **request: Any) -> httpx.Response:
+    """One request to a running gateway's admin API; exit in one line if it cannot be reached."""
+    try:
+        with admin_client(url) as client:
+            return client.request(method, path, **request)
+    except httpx.HTTPError as error:
+        fail(f"cannot reach the gateway at {url}: {error}", code=1)
+
+
 def fail_with(response: httpx.Response) -> NoReturn:
     try:
         body = response.json()
@@ -40,6 +51,16 @@ def fail_with(response: httpx.Response) -> NoReturn:
     except (ValueError, KeyError, TypeError):
         message = response.text
     fail(f"{response.status_code}: {message}", code=1)
+
+
+def readable(error: ValidationError) -> str:
+    """A refused mode change in one line: what is wrong with which option."""
+    problems = []
+    for detail in error.errors():
+        where = ".".join(str(part) for part in detail["loc"])
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 def print_routes(rows: list[dict[str, Any]]) -> None:
@@ -75,8 +96,7 @@ def on_database(gateway_app: GatewayApp, work: Any) -> Any:
 def list_routes(app_option: AppOption = None, url: UrlOption = None) -> None:
     """Every route of the app, its implementations and its mode."""
     if url is not None:
-        with admin_client(url) as client:
-            response = client.get("/admin/routes")
+        response = call_admin(url, "GET", "/admin/routes")
         if response.status_code != 200:
             fail_with(response)
         print_routes(response.json())
@@ -95,24 +115,30 @@ def set_route(
     key: Annotated[str, typer.Argument(help='route key, e.g. "GET /users/{user_id}"')],
     mode: Annotated[str, typer.Argument(help="legacy, async, canary or shadow")],
     app_option: AppOption = None,
-    percent: Annotated[int, typer.Option(min=0, max=100, help="canary share to async")] = 0,
-    primary: Annotated[str, typer.Option(help="shadow: legacy or async answers")] = "legacy",
+    percent: Annotated[
+        int | None, typer.Option(min=0, max=100, help="canary: the share for async, in %")
+    ] = None,
+    primary: Annotated[
+        str | None, typer.Option(help="shadow: which answers, legacy (default) or async")
+    ] = None,
     reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "",
     url: UrlOption = None,
 ) -> None:
     """Move one route to another mode, on every instance."""
-    body = {"mode": mode, "percent": percent, "primary": primary, "reason": reason}
+    key = normalized(key)
+    options = {"percent": percent, "primary": primary}
+    body: dict[str, Any] = {"mode": mode, "reason": reason}
+    body.update({name: value for name, value in options.items() if value is not None})
+    try:
+        wanted = ModeChange.model_validate(body).route_mode()
+    except ValidationError as error:
+        fail(readable(error))
     if url is not None:
-        with admin_client(url) as client:
-            response = client.put(f"/admin/routes/{quote(key, safe='')}", json=body)
+        response = call_admin(url, "PUT", f"/admin/routes/{quote(key, safe='')}", json=body)
         if response.status_code != 200:
             fail_with(response)
         typer.echo(f"{key}: {mode}")
         return
-    try:
-        wanted = ModeChange.model_validate(body).route_mode()
-    except ValueError as error:
-        fail(str(error))
     gateway_app = load_app(app_option).gateway
     if key not in gateway_app.table.routes:
         known = "\n".join(f"  {known}" for known in sorted(gateway_app.table.routes))

@@ -13,30 +13,43 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from prometheus_client import generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.database.state import gateway_state
 from gateway.errors import Forbidden, NotFound, Unauthorized
 from gateway.impl import Impl
 from gateway.metrics.advisor import build_report, increase, parse
 from gateway.metrics.exposition import scraped_registry
+from gateway.routing.keys import normalized
 from gateway.routing.modes import Mode, RouteMode
 from gateway.routing.store import list_events
 from gateway.routing.table import RouteTable
 
 
 class ModeChange(BaseModel):
+    """A requested mode: `percent` only with canary (1 to 100), `primary` only with shadow."""
+
+    model_config = ConfigDict(extra="forbid")
+
     mode: Mode
-    percent: Annotated[int, Field(ge=0, le=100)] = 0
-    primary: Impl = "legacy"
+    percent: Annotated[int | None, Field(strict=True, ge=0, le=100)] = None
+    primary: Impl | None = None
     reason: Annotated[str, Field(max_length=1000)] = ""
+
+    @model_validator(mode="after")
+    def _options_fit_the_mode(self) -> ModeChange:
+        if self.mode == "canary" and self.percent is None:
+            raise ValueError("a canary needs a percent (0 to 100) of requests for async")
+        if self.mode != "canary" and self.percent is not None:
+            raise ValueError(f"percent applies to canary only, not to {self.mode}")
+        if self.mode != "shadow" and self.primary is not None:
+            raise ValueError(f"primary applies to shadow only, not to {self.mode}")
+        return self
 
     def route_mode(self) -> RouteMode:
         """The mode asked for; percent and primary only where the mode uses them."""
         return RouteMode(
-            mode=self.mode,
-            percent=self.percent if self.mode == "canary" else 0,
-            primary=self.primary if self.mode == "shadow" else "legacy",
+            mode=self.mode, percent=self.percent or 0, primary=self.primary or "legacy"
         )
 
 
@@ -71,6 +84,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
 
 
 def known_route(table: RouteTable, key: str) -> str:
+    key = normalized(key)
     if key not in table.routes:
         raise NotFound(f"no route {key!r}", {"route": key, "known": sorted(table.routes)})
     return key

@@ -18,6 +18,12 @@ def route_key(method: str, path: str) -> str:
     return f"{method.upper()} {path}"
 
 
+def normalized(key: str) -> str:
+    """`get  /users` -> `GET /users`: the method in capitals, one space before the path."""
+    method, _, path = key.strip().partition(" ")
+    return route_key(method, path.strip()) if path.strip() else key
+
+
 def split_key(key: str) -> tuple[str, str]:
     """(method, path template) of a route key."""
     method, _, path = key.partition(" ")

@@ -107,9 +107,7 @@ class ModeChanged(Exception):
     """The route's mode is no longer the one the change expected (someone else moved it)."""
 
 
-async def _locked_current(
-    connection: AsyncConnection, key: str, default: RouteMode
-) -> RouteMode:
+async def _locked_current(connection: AsyncConnection, key: str, default: RouteMode) -> RouteMode:
     """The route's stored mode (its default if none), with its row locked to this transaction.
 
     A route never changed before has no row to lock, and `SELECT ... FOR UPDATE`
