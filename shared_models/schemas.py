@@ -9,13 +9,15 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared_models.models import EMBEDDING_DIMENSIONS
-from shared_models.params import MAX_ID
+from shared_models.params import MAX_ID, Storable
 
 T = TypeVar("T")
 CENTS = Decimal("0.01")
 
-Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+Email = Annotated[
+    str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), Storable
+]
+Name = Annotated[str, Field(min_length=1, max_length=100), Storable]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 Component = Annotated[float, Field(ge=-1e6, le=1e6)]  # distances stay finite in float4
 Embedding = Annotated[
@@ -72,7 +74,7 @@ class UserRead(ReadModel):
 
 class ItemCreate(BaseModel):
     sku: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9-]+$")]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200), Storable]
     price: Price
     stock: Annotated[int, Field(ge=0, le=1_000_000)]
 
@@ -133,8 +135,8 @@ class SalesRow(ReadModel):
 
 
 class DocumentCreate(BaseModel):
-    title: Annotated[str, Field(min_length=1, max_length=200)]
-    body: Annotated[str, Field(max_length=100_000)]
+    title: Annotated[str, Field(min_length=1, max_length=200), Storable]
+    body: Annotated[str, Field(max_length=100_000), Storable]
     embedding: Embedding
 
 

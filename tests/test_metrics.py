@@ -398,6 +398,17 @@ async def test_unknown_paths_and_methods_add_no_label_values(committed_database:
         assert label_sets(flooded, name) == label_sets(baseline, name)
 
 
+async def test_a_body_refused_by_its_declared_length_is_counted(committed_database: str) -> None:
+    async with serving(gateway_app(committed_database)) as client:
+        refused = await client.post(
+            "/users", content=b"{}", headers={"content-length": str(2 * 1024 * 1024)}
+        )
+        exposition = await scrape(client)
+    assert refused.status_code == 413
+    unmatched = {"route": "UNMATCHED", "impl": "none", "method": "POST", "status": "413"}
+    assert value(exposition, f"{REQUESTS}_count", **unmatched) == 1
+
+
 def blocking_router() -> APIRouter:
     router = APIRouter()
 

@@ -68,7 +68,9 @@ class Wanted:
     serves: str
 
     def body(self, reason: str) -> dict[str, Any]:
-        return {"mode": self.mode, "percent": self.percent, "reason": reason}
+        if self.mode == "canary":
+            return {"mode": self.mode, "percent": self.percent, "reason": reason}
+        return {"mode": self.mode, "reason": reason}
 
 
 ASYNC = Wanted("async", 0, "async")

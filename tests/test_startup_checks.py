@@ -516,3 +516,20 @@ def test_settings_come_from_the_projects_pyproject_under_the_environment(
         9,
         "ERROR",
     )
+
+
+async def test_readiness_answers_while_both_pools_are_exhausted(
+    database_url: str, restore_thread_limiter: None
+) -> None:
+    settings = settings_for(
+        database_url, sync_pool_size=1, async_pool_size=1, pool_timeout=60, threadpool_size=1
+    )
+    app = create_demo_app(settings, legacy_routers=[], async_routers=[])
+    async with started(app) as client:
+        database = app.state.gateway.database
+        with database.sync_engine.connect():
+            async with database.async_engine.connect():
+                with anyio.fail_after(30):  # far below the pool timeout a pooled probe would wait
+                    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"sync_engine": "ok", "async_engine": "ok"}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -135,6 +136,42 @@ def open_database(settings: Settings, database_url: str) -> Database:
         sync_sessions=sessionmaker(sync_engine, expire_on_commit=False),
         async_sessions=async_sessionmaker(async_engine, expire_on_commit=False),
     )
+
+
+def asyncpg_connect_kwargs(engine: AsyncEngine, application_name: str) -> dict[str, Any]:
+    """asyncpg.connect() arguments for the engine's database, as SQLAlchemy would pass them."""
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    kwargs.pop("prepared_statement_cache_size", None)
+    kwargs.pop("prepared_statement_name_func", None)
+    kwargs["server_settings"] = {"application_name": application_name}
+    return dict(kwargs)
+
+
+def probe_sync(engine: Engine, timeout: float) -> None:
+    """Reach the database on a connection of its own, never the pool's: run SELECT 1, close it.
+
+    An exhausted pool is a busy gateway, not an unreachable database; a probe
+    that waited for a pooled connection would answer only after the pool timeout.
+    """
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    cparams.update(
+        connect_timeout=max(1, round(timeout)), application_name=f"{APPLICATION_NAME}-probe"
+    )
+    connection = engine.dialect.connect(*cargs, **cparams)
+    try:
+        connection.cursor().execute("SELECT 1")
+    finally:
+        connection.close()
+
+
+async def probe_async(engine: AsyncEngine, timeout: float) -> None:
+    """`probe_sync` for the async driver."""
+    kwargs = asyncpg_connect_kwargs(engine, f"{APPLICATION_NAME}-probe")
+    connection = await asyncpg.connect(**kwargs, timeout=timeout)
+    try:
+        await connection.fetchval("SELECT 1")
+    finally:
+        await connection.close(timeout=timeout)
 
 
 def warn_if_pool_starves_threads(settings: Settings) -> None:

@@ -4,8 +4,9 @@ It wraps `send` to see the status and records in `finally`, so a failing
 request is measured too. Labels come from the scope: `scope["route"]`, the
 route FastAPI matched (its path template), and `scope[SCOPE_IMPL]`, the
 implementation the routing layer chose. A request no API route took is
-recorded as `UNMATCHED` when it was answered 404 or 405, and not at all
-otherwise (health, metrics, docs, admin and the app's other routes).
+recorded as `UNMATCHED` when it was refused before reaching one (404 and 405
+from the router; 413, 414 and 431 from the gateway's request limits), and not
+at all otherwise (health, metrics, docs, admin and the app's other routes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from gateway.database.timing import RequestTimes, current_times
 from gateway.metrics.registry import UNMATCHED, GatewayMetrics, measured_method
 
 SCOPE_IMPL = "gateway.impl"  # set by the routing layer: the implementation that serves
-UNROUTED = frozenset({404, 405})  # no API route took the request
+UNROUTED = frozenset({404, 405, 413, 414, 431})  # refused before any API route took it
 NOT_API = ("/admin", "/metrics", "/healthz", "/readyz")
 
 

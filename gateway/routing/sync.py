@@ -17,6 +17,7 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.database.engines import asyncpg_connect_kwargs
 from gateway.routing.store import CHANNEL, SELECT_MODES, stored_modes
 from gateway.routing.table import RouteTable
 
@@ -24,15 +25,6 @@ logger = logging.getLogger(__name__)
 
 POLL_WHILE_DISCONNECTED = 1.0
 MAX_BACKOFF = 10.0
-
-
-def connect_kwargs(engine: AsyncEngine) -> dict[str, Any]:
-    """asyncpg.connect() arguments for the engine's database, as SQLAlchemy would pass them."""
-    _, kwargs = engine.dialect.create_connect_args(engine.url)
-    kwargs.pop("prepared_statement_cache_size", None)
-    kwargs.pop("prepared_statement_name_func", None)
-    kwargs["server_settings"] = {"application_name": "gateway-listener"}
-    return dict(kwargs)
 
 
 async def reload_quietly(table: RouteTable, connection: Any = None) -> bool:
@@ -93,7 +85,7 @@ async def _listen(
         lost.set()
         changed.set()
 
-    connection = await asyncpg.connect(**connect_kwargs(engine))
+    connection = await asyncpg.connect(**asyncpg_connect_kwargs(engine, "gateway-listener"))
     try:
         connection.add_termination_listener(on_lost)
         await connection.add_listener(CHANNEL, on_notify)
