@@ -52,10 +52,12 @@ from fastapi.exception_handlers import (
 )
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
+
+from gateway.failures import RateLimitedLog, sqlstate, unavailability
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +115,6 @@ def not_found(entity: str, key: object) -> NotFound:
 RETRY_AFTER = {"Retry-After": "1"}
 QUERY_CANCELED = "57014"
 DATA_EXCEPTION = "22"  # SQLSTATE class: a value out of range, invalid bytes, ...
-UNAVAILABLE_STATES = ("08", "57P")  # connection exceptions; admin shutdown, crash, cannot connect
 
 
 def error_response(
@@ -148,20 +149,13 @@ def constraint_name(error: IntegrityError) -> str | None:
     return getattr(cause, "constraint_name", None)
 
 
-def sqlstate(error: DBAPIError) -> str:
-    original = error.orig
-    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    if state is None:
-        state = getattr(getattr(original, "__cause__", None), "sqlstate", None)
-    return str(state or "")
-
-
 class ErrorHandlers:
     """The handlers for one app, in its error format."""
 
     def __init__(self, error_format: ErrorFormat, constraint_messages: Mapping[str, str]) -> None:
         self.format: ErrorFormat = error_format
         self.constraint_messages = dict(constraint_messages)
+        self.log = RateLimitedLog()
 
     def respond(
         self,
@@ -208,23 +202,19 @@ class ErrorHandlers:
         return self.respond(409, "conflict", message, {"constraint": name})
 
     async def database_error(self, request: Request, exc: Exception) -> Response:
-        error = _expect(exc, DBAPIError)
-        state = sqlstate(error)
+        """A failure the database or its driver reported (wrapped by SQLAlchemy or not)."""
+        state = sqlstate(exc)
         if state.startswith(DATA_EXCEPTION):
-            return await self.unstorable_value(request, error)
+            return await self.unstorable_value(request, exc)
         if state == QUERY_CANCELED:
             return self.respond(
                 504, "query_timeout", "the query took longer than the statement timeout"
             )
-        unknown_link_error = not state and isinstance(error, OperationalError | InterfaceError)
-        if (
-            error.connection_invalidated
-            or state.startswith(UNAVAILABLE_STATES)
-            or unknown_link_error
-        ):
-            logger.warning("database unavailable: %s", type(error.orig).__name__)
+        kind = unavailability(exc)
+        if kind is not None:
+            self.log.unavailable(kind)
             return self.database_unavailable()
-        return await self.unexpected_error(request, error)
+        return await self.unexpected_error(request, exc)
 
     async def unstorable_value(self, request: Request, exc: Exception) -> Response:
         message = "a value cannot be stored: out of range, or a character PostgreSQL refuses"
@@ -233,10 +223,6 @@ class ErrorHandlers:
     async def pool_timeout(self, request: Request, exc: Exception) -> Response:
         message = "no database connection was free within the pool timeout"
         return self.respond(503, "unavailable", message, {"resource": "connections"}, RETRY_AFTER)
-
-    async def unreachable(self, request: Request, exc: Exception) -> Response:
-        logger.warning("database unreachable: %s", type(exc).__name__)
-        return self.database_unavailable()
 
     def database_unavailable(self) -> JSONResponse:
         message = "the database is unavailable; retry shortly"
@@ -255,18 +241,11 @@ class ErrorHandlers:
             handlers[PoolTimeout] = self.pool_timeout
             # Raised raw by asyncpg while it connects, before SQLAlchemy can wrap them
             # (over a unix socket a missing server is a FileNotFoundError: any OSError counts).
-            for unreachable in UNREACHABLE:
-                handlers[unreachable] = self.unreachable
+            handlers[asyncpg_errors.PostgresError] = self.database_error
+            handlers[OSError] = self.database_error
         if self.format == "envelope":
             handlers[Exception] = self.unexpected_error
         return handlers
-
-
-UNREACHABLE: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg_errors.PostgresConnectionError,
-    asyncpg_errors.OperatorInterventionError,
-)
 
 
 def _expect(exc: Exception, kind: type[E]) -> E:

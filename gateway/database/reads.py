@@ -139,7 +139,7 @@ async def _fetch_alone(
 ) -> Mapping[str, Any] | None:
     """Run `read` on a pooled connection of its own, outside any transaction."""
     key = ident if read.key_processor is None else read.key_processor(ident)
-    connection = await engine.raw_connection()
+    connection = await _checked_out(engine, read.sql)
     started = time.perf_counter()
     try:
         driver: Any = connection.driver_connection
@@ -159,6 +159,21 @@ async def _fetch_alone(
         add_database_time(time.perf_counter() - started)
     await greenlet_spawn(connection.close)  # back to the pool (it closes only overflow ones)
     return None if row is None else read.values(row)
+
+
+async def _checked_out(engine: AsyncEngine, sql: str) -> PoolProxiedConnection:
+    """A pooled connection; a failure to get one raised as SQLAlchemy raises it elsewhere.
+
+    The pool hands out raw driver errors (a refused or failed connect); wrapping
+    them as `DBAPIError` lets the error handlers answer them as they answer the
+    same failure on a session.
+    """
+    try:
+        return await engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            sql, None, error, engine.dialect.loaded_dbapi.Error, connection_invalidated=True
+        ) from error
 
 
 def _discard_if_unsure(connection: PoolProxiedConnection, error: BaseException) -> bool:

@@ -8,6 +8,8 @@ recorded as who made the change. Tokens never appear in responses or logs.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -16,7 +18,8 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.database.state import gateway_state
-from gateway.errors import Forbidden, NotFound, Unauthorized
+from gateway.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from gateway.failures import RateLimitedLog, unavailability
 from gateway.impl import Impl
 from gateway.metrics.advisor import build_report, increase, parse
 from gateway.metrics.exposition import scraped_registry
@@ -83,6 +86,24 @@ Admin = Annotated[str, Depends(admin_name)]
 router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
 
 
+unavailable_log = RateLimitedLog()
+
+
+@contextmanager
+def database_or_unavailable() -> Iterator[None]:
+    """The admin API answers 503 when the database cannot be used, whatever the app maps."""
+    try:
+        yield
+    except Exception as error:
+        kind = unavailability(error)
+        if kind is None:
+            raise
+        unavailable_log.unavailable(kind)
+        raise Unavailable(
+            "the database is unavailable; retry shortly", {"resource": "database"}
+        ) from None
+
+
 def known_route(table: RouteTable, key: str) -> str:
     key = normalized(key)
     if key not in table.routes:
@@ -101,7 +122,8 @@ async def get_events(
     route: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return await list_events(table.database, route=route, limit=limit)
+    with database_or_unavailable():
+        return await list_events(table.database, route=route, limit=limit)
 
 
 @router.put("/routes/{route_key:path}")
@@ -109,7 +131,8 @@ async def put_route(
     route_key: str, change: ModeChange, table: Table, actor: Admin
 ) -> dict[str, Any]:
     key = known_route(table, route_key)
-    event = await table.change(key, change.route_mode(), actor=actor, reason=change.reason)
+    with database_or_unavailable():
+        event = await table.change(key, change.route_mode(), actor=actor, reason=change.reason)
     current = next(route for route in table.describe() if route["route"] == key)
     return {"route": current, "event": event}
 
