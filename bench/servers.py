@@ -160,7 +160,8 @@ def set_mode(server: Server, body: Mapping[str, object], workers: int) -> None:
 def current_mode(server: Server, wanted: Mapping[str, object]) -> bool | None:
     """Whether a fresh connection (any worker) reports `wanted`'s mode; None if none answers."""
     try:
-        with httpx.Client(base_url=server.base_url, timeout=5) as client:
+        headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=server.base_url, timeout=5, headers=headers) as client:
             routes = client.get("/admin/routes").json()
     except httpx.HTTPError:
         return None

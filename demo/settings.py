@@ -14,6 +14,7 @@ class DemoSettings(Settings):
     embedded_database: bool = True
     error_format: ErrorFormat = "envelope"
     map_database_errors: bool = True
+    shadow_redact_fields: list[str] = Field(default_factory=lambda: ["email"])
     seed_demo_data: bool = Field(
         default=True, description="seed demo data into a new embedded database"
     )

@@ -21,6 +21,7 @@ CLI can read an app's routes without starting its database.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -106,7 +107,7 @@ def adopt(
     builder = RouteBuilder(app, providers, metrics, settings.error_format, warnings=[])
     pairing = pair_routes(builder, async_routers)
     table = RouteTable(pairing.routes, settings, metrics)
-    serve_routes(app, pairing, table, builder)
+    serve_routes(app, pairing, table, builder, admin_in_openapi=settings.admin_in_openapi)
     install_error_handlers(
         app,
         error_format=settings.error_format,
@@ -134,18 +135,27 @@ def adopt(
     return app
 
 
-def serve_routes(app: FastAPI, pairing: Pairing, table: RouteTable, builder: RouteBuilder) -> None:
+def serve_routes(
+    app: FastAPI,
+    pairing: Pairing,
+    table: RouteTable,
+    builder: RouteBuilder,
+    *,
+    admin_in_openapi: bool,
+) -> None:
     """Replace the app's routes list: each key's public route, then the operations routes."""
     dispatchers = {route.key: table.dispatcher(route) for route in pairing.routes}
     own_paths = paths(app.router.routes)
     app.router.routes[:] = [
         *pairing.app_routes(dispatchers),
-        *operations_routes(own_paths, builder),
+        *operations_routes(own_paths, builder, admin_in_openapi=admin_in_openapi),
     ]
     app.openapi_schema = None  # documented anew, from the routes it serves now
 
 
-def operations_routes(own_paths: set[str], builder: RouteBuilder) -> list[Any]:
+def operations_routes(
+    own_paths: set[str], builder: RouteBuilder, *, admin_in_openapi: bool
+) -> list[Any]:
     """The gateway's operations routes, minus any path the app already serves itself."""
     routes = []
     for router in OPERATIONS:
@@ -156,8 +166,19 @@ def operations_routes(own_paths: set[str], builder: RouteBuilder) -> list[Any]:
                     f"the app serves {path} itself, so the gateway's {path} is not mounted"
                 )
                 continue
-            routes.append(route)
+            routes.append(in_app_schema(route) if admin_in_openapi else route)
     return routes
+
+
+def in_app_schema(route: Any) -> Any:
+    """An admin endpoint listed in the app's OpenAPI (`GATEWAY_ADMIN_IN_OPENAPI`)."""
+    if not str(getattr(route, "path", "")).startswith("/admin/") or route.path.endswith(
+        "/openapi.json"
+    ):
+        return route
+    listed = copy.copy(route)
+    listed.include_in_schema = True
+    return listed
 
 
 def log_warnings(warnings: list[str], pairing: Pairing) -> None:

@@ -53,7 +53,8 @@ def unavailability(error: BaseException) -> str | None:
         return state
     if isinstance(error, DBAPIError):
         link = not state and isinstance(error, OperationalError | InterfaceError)
-        return server_said(error.orig) if error.connection_invalidated or link else None
+        said = server_said(error.orig or error)
+        return said if error.connection_invalidated or link else None
     if isinstance(error, OSError | asyncpg_errors.PostgresConnectionError):
         return type(error).__name__
     return None

@@ -121,7 +121,18 @@ class Settings(BaseSettings):
         default="X-Gateway-Sticky-Key", min_length=1, description="canary bucketing key header"
     )
     admin_tokens: dict[str, SecretStr] = Field(
-        default_factory=dict, description='admin API bearer tokens, JSON {"name": "token"}'
+        default_factory=dict,
+        description='admin API bearer tokens that may read and change, JSON {"name": "token"}',
+    )
+    admin_read_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='admin API bearer tokens that may only read, JSON {"name": "token"}',
+    )
+    admin_report_max_window: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0, description="longest window /admin/report may be asked to watch, seconds"
+    )
+    admin_in_openapi: bool = Field(
+        default=False, description="list the admin API in the app's own OpenAPI schema"
     )
     route_reload_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="full reload of route modes, besides LISTEN/NOTIFY"
@@ -137,6 +148,11 @@ class Settings(BaseSettings):
     )
     shadow_ignore_fields: dict[str, list[str]] = Field(
         default_factory=dict, description='JSON {"GET /users": ["created_at"]}'
+    )
+    shadow_redact_fields: list[str] = Field(
+        default_factory=list,
+        description='JSON ["email"]: fields and query parameters shown as "[redacted]" '
+        "in stored shadow mismatches",
     )
     rollback_window_seconds: Annotated[float, Field(gt=0, le=86_400)] = Field(
         default=60.0, description="canary comparison window"

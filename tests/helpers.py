@@ -47,10 +47,25 @@ def assert_served_by(response: httpx.Response, impl: str) -> None:
     assert response.headers[IMPL_HEADER] == impl
 
 
+def admin_headers(app: FastAPI) -> dict[str, str]:
+    """An Authorization header with the app's first read-write admin token, if it has one."""
+    gateway_app = getattr(app.state, "gateway_app", None)  # a plain FastAPI app has none
+    tokens = gateway_app.settings.admin_tokens if gateway_app is not None else {}
+    token = next(iter(tokens.values()), None)
+    return {} if token is None else {"authorization": f"Bearer {token.get_secret_value()}"}
+
+
 @asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run `app`'s lifespan (real engines and pools) and give a client on it."""
+async def serving(app: FastAPI, *, admin: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """Run `app`'s lifespan (real engines and pools) and give a client on it.
+
+    With `admin`, the client sends the app's first read-write admin token on
+    every request (tests of the admin API's refusals turn that off).
+    """
+    headers = admin_headers(app) if admin else {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=headers
+        ) as client:
             yield client

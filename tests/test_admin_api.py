@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from demo.app import create_demo_app
 from demo.settings import DemoSettings
-from tests.helpers import IMPL_HEADER, assert_error, serving
+from tests.helpers import IMPL_HEADER, assert_error, invalid_locations, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -23,13 +23,19 @@ OPS = {"Authorization": f"Bearer {TOKENS['ops']}"}
 DEPLOY = {"Authorization": f"Bearer {TOKENS['deploy']}"}
 
 
-def real_app(url: str, tokens: dict[str, str] | None = None) -> FastAPI:
-    settings = DemoSettings(
-        database_url=url,
-        log_level="WARNING",
-        admin_tokens=TOKENS if tokens is None else tokens,
-    )
-    return create_demo_app(settings)
+READER = {"Authorization": "Bearer s3cret-reader-token"}
+ADMIN_PATHS = ("/admin/routes", "/admin/routes/events", "/admin/shadow/mismatches")
+
+
+def real_app(url: str, tokens: dict[str, str] | None = None, **settings: Any) -> FastAPI:
+    values: dict[str, Any] = {
+        "database_url": url,
+        "log_level": "WARNING",
+        "admin_tokens": TOKENS if tokens is None else tokens,
+        "admin_read_tokens": {"reader": "s3cret-reader-token"} if tokens is None else {},
+        **settings,
+    }
+    return create_demo_app(DemoSettings(**values))
 
 
 def admin_path(key: str) -> str:
@@ -44,8 +50,8 @@ async def put_mode(
 
 
 async def nothing_changed(client: httpx.AsyncClient) -> None:
-    events = await client.get("/admin/routes/events")
-    routes = await client.get("/admin/routes")
+    events = await client.get("/admin/routes/events", headers=OPS)
+    routes = await client.get("/admin/routes", headers=OPS)
     assert events.json() == []
     assert {route["changed_by"] for route in routes.json()} == {None}
 
@@ -66,7 +72,7 @@ UNACCEPTED_AUTHORIZATIONS = [
 
 
 async def test_writes_without_a_valid_token_are_unauthorized(committed_database: str) -> None:
-    async with serving(real_app(committed_database)) as client:
+    async with serving(real_app(committed_database), admin=False) as client:
         answers = {
             authorization: await put_mode(
                 client,
@@ -84,25 +90,60 @@ async def test_writes_without_a_valid_token_are_unauthorized(committed_database:
         assert IMPL_HEADER not in answer.headers
 
 
-async def test_writes_are_forbidden_when_no_tokens_are_configured(committed_database: str) -> None:
-    async with serving(real_app(committed_database, tokens={})) as client:
-        response = await put_mode(client, USER_ROUTE, mode="async")
-        await nothing_changed(client)
-    assert_error(response, 403, "forbidden")
-    assert "GATEWAY_ADMIN_TOKENS" in response.json()["error"]["message"]
+async def test_without_tokens_the_admin_api_is_disabled(committed_database: str) -> None:
+    async with serving(real_app(committed_database, tokens={}), admin=False) as client:
+        write = await put_mode(client, USER_ROUTE, mode="async")
+        reads = [await client.get(path, headers=OPS) for path in ADMIN_PATHS]
+    assert_error(write, 403, "forbidden")
+    assert "GATEWAY_ADMIN_TOKENS" in write.json()["error"]["message"]
+    for read in reads:
+        assert_error(read, 403, "forbidden")
+        assert "GATEWAY_ADMIN_READ_TOKENS" in read.json()["error"]["message"]
 
 
-async def test_reads_need_no_token(committed_database: str) -> None:
-    async with serving(real_app(committed_database)) as client:
-        answers = [
-            await client.get(path)
-            for path in ("/admin/routes", "/admin/routes/events", "/admin/shadow/mismatches")
-        ]
-    assert [answer.status_code for answer in answers] == [200, 200, 200]
-    assert not any(IMPL_HEADER in answer.headers for answer in answers)
-    assert answers[2].json() == {"routes": []}
-    for answer in answers:
+@pytest.mark.parametrize("path", [*ADMIN_PATHS, "/admin/report?window=0.1", "/admin/openapi.json"])
+async def test_reads_need_a_token(committed_database: str, path: str) -> None:
+    async with serving(real_app(committed_database), admin=False) as client:
+        anonymous = await client.get(path)
+        wrong = await client.get(path, headers={"Authorization": "Bearer wrong-token-value"})
+        read_only = await client.get(path, headers=READER)
+    assert_error(anonymous, 401, "unauthorized")
+    assert_error(wrong, 401, "unauthorized")
+    assert read_only.status_code == 200, read_only.text
+    assert not any(IMPL_HEADER in answer.headers for answer in (anonymous, read_only))
+    for answer in (anonymous, wrong, read_only):
         assert_no_token_shown(answer)
+
+
+async def test_a_read_only_token_cannot_change_a_mode(committed_database: str) -> None:
+    async with serving(real_app(committed_database), admin=False) as client:
+        refused = await put_mode(client, USER_ROUTE, headers=READER, mode="async")
+        await nothing_changed(client)
+    assert_error(refused, 403, "forbidden")
+    assert refused.json()["error"]["message"] == "this admin token may only read"
+
+
+async def test_the_admin_api_answers_in_its_own_shape_in_an_app_of_fastapis_shape(
+    committed_database: str,
+) -> None:
+    app = real_app(committed_database, error_format="detail", map_database_errors=False)
+    async with serving(app, admin=False) as client:
+        refused = await client.get("/admin/routes")
+        invalid = await put_mode(client, USER_ROUTE, mode="canary", percent=101)
+        apps_own = await client.get("/users/99999")
+    assert_error(refused, 401, "unauthorized")
+    assert invalid_locations(invalid) == ["body.percent"]
+    assert apps_own.status_code == 404
+    assert set(apps_own.json()) == {"detail"}
+
+
+async def test_a_report_window_beyond_the_setting_is_refused(committed_database: str) -> None:
+    app = real_app(committed_database, admin_report_max_window=2)
+    async with serving(app) as client:
+        refused = await client.get("/admin/report", params={"window": 300})
+    details = assert_error(refused, 422, "invalid_request")
+    assert details == {"window": 300, "max_window": 2}
+    assert "GATEWAY_ADMIN_REPORT_MAX_WINDOW" in refused.json()["error"]["message"]
 
 
 async def test_each_token_is_recorded_by_its_name(committed_database: str) -> None:

@@ -219,14 +219,33 @@ def test_nested_routers_are_adopted_under_their_full_paths(tracker_databases: li
 async def test_the_gateways_own_routes_stay_out_of_the_apps_openapi(
     tracker_databases: list[str],
 ) -> None:
-    app = adopted_app(tracker_databases[0])
+    app = adopted_app(tracker_databases[0], admin_tokens={"ops": "s3cret"})
     async with serving(app) as client:
         schema = (await client.get("/api/v1/openapi.json")).json()
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/admin/routes")).status_code == 200
+        admin_schema = (await client.get("/admin/openapi.json")).json()
     assert not [path for path in schema["paths"] if path.startswith(("/admin", "/healthz"))]
     operation = schema["paths"]["/api/v1/tickets/{ticket_id}"]["get"]
     assert operation["operationId"] == "tickets-read_ticket"
+    assert "/admin/routes/{route_key}" in admin_schema["paths"]
+    assert admin_schema["components"]["securitySchemes"]["admin token"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a token from GATEWAY_ADMIN_TOKENS (read and change) "
+        "or GATEWAY_ADMIN_READ_TOKENS (read only)",
+    }
+    assert admin_schema["paths"]["/admin/routes"]["get"]["security"] == [{"admin token": []}]
+
+
+async def test_the_admin_api_can_be_listed_in_the_apps_openapi(
+    tracker_databases: list[str],
+) -> None:
+    app = adopted_app(tracker_databases[0], admin_in_openapi=True)
+    async with serving(app) as client:
+        schema = (await client.get("/api/v1/openapi.json")).json()
+    assert {"/admin/routes", "/admin/report", "/admin/shadow/mismatches"} <= set(schema["paths"])
+    assert "/admin/openapi.json" not in schema["paths"]
 
 
 def database_seconds(exposition: str, route: str) -> float:

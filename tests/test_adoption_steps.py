@@ -127,7 +127,8 @@ def test_the_readme_adoption_steps_on_an_app_of_its_own(
     assert "/users" not in listed
     port = free_port()
     command = gateway_command("serve", "--app", example.ADOPTED_APP, "--port", str(port))
-    env = example.project_env(tracker_database)
+    env = example.project_env(tracker_database, GATEWAY_ADMIN_READ_TOKENS='{"ops": "s3cret"}')
+    admin = {"authorization": "Bearer s3cret"}
     with (
         running_server(command, env, port, tmp_path / "serve.log", cwd=example.PROJECT) as server,
         httpx.Client(base_url=server.base_url, timeout=10) as client,
@@ -142,12 +143,15 @@ def test_the_readme_adoption_steps_on_an_app_of_its_own(
         assert served_by(client) == {"legacy": 40}
 
         def compared() -> bool:
-            report = client.get("/admin/shadow/mismatches", params={"route": KEY}).json()
+            report = client.get(
+                "/admin/shadow/mismatches", params={"route": KEY}, headers=admin
+            ).json()
             counts = report["routes"][0]["counts"] if report["routes"] else {}
             return counts.get("match", 0) >= 20
 
         wait_until(compared, "shadow comparisons recorded")
-        counts = client.get("/admin/shadow/mismatches").json()["routes"][0]["counts"]
+        mismatches = client.get("/admin/shadow/mismatches", headers=admin).json()
+        counts = mismatches["routes"][0]["counts"]
         assert counts["mismatch"] == 0 and counts["error"] == 0
 
         # 8. canary 50 %: sticky keys split between the two

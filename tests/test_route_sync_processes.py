@@ -45,6 +45,7 @@ WRITE_ROUTE = "POST /users"
 ADMIN_TOKEN = "s3cret"
 ADMIN_TOKENS = '{"ops": "s3cret"}'
 ADMIN_NAME = "ops"
+READ = {"authorization": f"Bearer {ADMIN_TOKEN}"}  # every admin read needs a token
 LISTENER_QUERY = (
     "FROM pg_stat_activity "
     "WHERE application_name = 'gateway-listener' AND datname = current_database()"
@@ -142,7 +143,7 @@ def gateways(
 def clients(*servers: RunningProcess) -> Iterator[list[httpx.Client]]:
     with ExitStack() as stack:
         yield [
-            stack.enter_context(httpx.Client(base_url=server.base_url, timeout=5.0))
+            stack.enter_context(httpx.Client(base_url=server.base_url, timeout=5.0, headers=READ))
             for server in servers
         ]
 
@@ -195,7 +196,7 @@ def applies(client: httpx.Client, wanted: Wanted) -> bool:
 def admin_put(
     client: httpx.Client, key: str, body: dict[str, Any], token: str | None = ADMIN_TOKEN
 ) -> httpx.Response:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers = {"authorization": f"Bearer {token}" if token else ""}
     return client.put(f"/admin/routes/{quote(key, safe='')}", json=body, headers=headers)
 
 

@@ -208,6 +208,24 @@ async def test_a_differing_twin_is_recorded_with_a_readable_diff(committed_datab
     assert [line.strip("-+ ,") for line in added] == ['"side": "async"']
 
 
+async def test_redacted_fields_and_parameters_never_show_in_a_diff(
+    committed_database: str,
+) -> None:
+    app = real_app(committed_database, probe_routers(), shadow_redact_fields=["side", "token"])
+    async with serving(app) as client:
+        await shadow_on(client, PROBE_ROUTE)
+        await client.get("/probe/7", params={"verbose": "1", "token": "a-secret"})
+        found = await settled_report(client, PROBE_ROUTE, runs=1)
+
+    (mismatch,) = found["mismatches"]
+    assert found["counts"]["mismatch"] == 1  # compared on the real values
+    assert mismatch["query"] == "verbose=1&token=[redacted]"
+    assert "legacy" not in mismatch["diff"].replace("legacy (primary)", "")
+    assert "a-secret" not in str(found)
+    changed = [line for line in mismatch["diff"].splitlines() if line.startswith(("-  ", "+  "))]
+    assert len(changed) == 2 and all('"side": "[redacted ' in line for line in changed)
+
+
 async def test_ignored_fields_turn_a_difference_into_a_match(committed_database: str) -> None:
     ignore = {PROBE_ROUTE: ["side"]}
     app = real_app(committed_database, probe_routers(), shadow_ignore_fields=ignore)

@@ -1,28 +1,30 @@
 """The control plane under /admin: route modes, their events, shadow mismatches, the advisor.
 
-Reads are open; writes need `Authorization: Bearer <token>` with a token from
-`GATEWAY_ADMIN_TOKENS` (compared in constant time). The token's name is
-recorded as who made the change. Tokens never appear in responses or logs.
+Every endpoint needs an admin token (`gateway.ops.admin_access`): reads take a
+read-only or a read-write token, mode changes a read-write one, whose name is
+recorded as who made the change. Errors come in the gateway's own envelope.
+The admin API is left out of the app's OpenAPI (unless
+`GATEWAY_ADMIN_IN_OPENAPI`) and documents itself at /admin/openapi.json.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Iterator
-from contextlib import contextmanager
+import copy
+import functools
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.database.state import gateway_state
-from gateway.errors import Forbidden, NotFound, Unauthorized, Unavailable
-from gateway.failures import RateLimitedLog, unavailability
+from gateway.errors import GatewayError, NotFound
 from gateway.impl import Impl
 from gateway.metrics.advisor import build_report, increase, parse
 from gateway.metrics.exposition import scraped_registry
+from gateway.ops.admin_access import AdminRoute, Writer, database_or_unavailable, reader
 from gateway.routing.keys import normalized
 from gateway.routing.modes import Mode, RouteMode
 from gateway.routing.store import list_events
@@ -63,45 +65,13 @@ def route_table(request: Request) -> RouteTable:
 
 Table = Annotated[RouteTable, Depends(route_table)]
 
-
-def admin_name(request: Request) -> str:
-    """The name of the token the request carries; 401/403 when there is none to accept."""
-    tokens = gateway_state(request.app).settings.admin_tokens
-    if not tokens:
-        raise Forbidden("admin writes are disabled: no GATEWAY_ADMIN_TOKENS are configured")
-    scheme, _, offered = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not offered:
-        raise Unauthorized("an admin token is required: Authorization: Bearer <token>")
-    matched = None
-    for name, token in tokens.items():
-        if hmac.compare_digest(offered.encode(), token.get_secret_value().encode()):
-            matched = name
-    if matched is None:
-        raise Unauthorized("the admin token is not valid")
-    return matched
-
-
-Admin = Annotated[str, Depends(admin_name)]
-
-router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
-
-
-unavailable_log = RateLimitedLog()
-
-
-@contextmanager
-def database_or_unavailable() -> Iterator[None]:
-    """The admin API answers 503 when the database cannot be used, whatever the app maps."""
-    try:
-        yield
-    except Exception as error:
-        kind = unavailability(error)
-        if kind is None:
-            raise
-        unavailable_log.unavailable(kind)
-        raise Unavailable(
-            "the database is unavailable; retry shortly", {"resource": "database"}
-        ) from None
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    route_class=AdminRoute,
+    dependencies=[Depends(reader)],
+    include_in_schema=False,
+)
 
 
 def known_route(table: RouteTable, key: str) -> str:
@@ -113,6 +83,7 @@ def known_route(table: RouteTable, key: str) -> str:
 
 @router.get("/routes")
 async def get_routes(table: Table) -> list[dict[str, Any]]:
+    """Every route: its implementations, its mode, who changed it last and why."""
     return table.describe()
 
 
@@ -122,14 +93,16 @@ async def get_events(
     route: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
+    """The latest mode changes, newest first (of one route, with `route`)."""
     with database_or_unavailable():
         return await list_events(table.database, route=route, limit=limit)
 
 
 @router.put("/routes/{route_key:path}")
 async def put_route(
-    route_key: str, change: ModeChange, table: Table, actor: Admin
+    route_key: str, change: ModeChange, table: Table, actor: Writer
 ) -> dict[str, Any]:
+    """Move a route to another mode, on every instance (a read-write token)."""
     key = known_route(table, route_key)
     with database_or_unavailable():
         event = await table.change(key, change.route_mode(), actor=actor, reason=change.reason)
@@ -137,17 +110,69 @@ async def put_route(
     return {"route": current, "event": event}
 
 
-@router.get("/report")
+@router.get("/report", response_model=None)
 async def get_report(
-    request: Request, window: Annotated[float, Query(gt=0, le=300)] = 5.0
-) -> dict[str, Any]:
-    """The advisor's report over the next `window` seconds of this gateway's traffic."""
+    request: Request, window: Annotated[float, Query(gt=0)] = 5.0
+) -> dict[str, Any] | Response:
+    """The advisor's report over the next `window` seconds of this gateway's traffic.
+
+    At most GATEWAY_ADMIN_REPORT_MAX_WINDOW; a client that goes away ends the wait.
+    """
+    longest = gateway_state(request.app).settings.admin_report_max_window
+    if window > longest:
+        raise InvalidWindow(
+            f"window may be at most {longest:g} s (GATEWAY_ADMIN_REPORT_MAX_WINDOW)",
+            {"window": window, "max_window": longest},
+        )
     before = parse(generate_latest(scraped_registry(request)).decode())
-    await anyio.sleep(window)
+    if not await waited_with_client(request, window):
+        return Response(status_code=499)  # nobody is left to read it
     after = parse(generate_latest(scraped_registry(request)).decode())
     return build_report(increase(before, after), window).as_dict()
 
 
+class InvalidWindow(GatewayError):
+    status_code = 422
+    code = "invalid_request"
+
+
+async def waited_with_client(request: Request, seconds: float) -> bool:
+    """Wait `seconds`; False as soon as the client disconnects."""
+    with anyio.move_on_after(seconds):
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        return False
+    return True
+
+
 @router.get("/shadow/mismatches")
 async def get_mismatches(table: Table, route: str | None = None) -> dict[str, Any]:
+    """Shadow comparisons per route, and the latest mismatches with their (redacted) diffs."""
     return table.shadows.report(route)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def admin_openapi() -> dict[str, Any]:
+    """The admin API's own OpenAPI schema, with its bearer security scheme."""
+    return admin_schema()
+
+
+@functools.cache
+def admin_schema() -> dict[str, Any]:
+    routes = [
+        documented(route)
+        for route in router.routes
+        if getattr(route, "name", "") != "admin_openapi"
+    ]
+    return get_openapi(
+        title="Hybrid gateway admin API",
+        version="1",
+        description="Route modes, their events, shadow mismatches and the advisor's report.",
+        routes=routes,
+    )
+
+
+def documented(route: Any) -> Any:
+    shown = copy.copy(route)
+    shown.include_in_schema = True
+    return shown

@@ -6,7 +6,9 @@ read-only (their sessions always roll back), at most `max_concurrent` at once
 (beyond that a shadow is skipped and counted as dropped) and for at most
 `timeout` seconds. A comparison looks at the status code and the JSON body,
 ignoring key order and the fields configured for the route; the last `keep`
-mismatches per route are kept with a readable diff.
+mismatches per route are kept with a readable diff, in which the values of the
+configured redacted fields read `[redacted <tag>]` (equal values, equal tags)
+and those of redacted query parameters `[redacted]`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,7 @@ from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.database.sessions import SCOPE_SESSIONS, SCOPE_SHADOW
-from gateway.routing.compare import compared, readable_diff
+from gateway.routing.compare import Redactor, compared, readable_diff, redacted_query
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +111,11 @@ class ShadowRunner:
         timeout: float,
         keep: int,
         ignore_fields: Mapping[str, Sequence[str]],
+        redact_fields: Iterable[str] = (),
         on_result: Callable[[str, str], None] = lambda key, result: None,
     ) -> None:
         self.on_result = on_result
+        self.redact = Redactor(redact_fields)
         self.max_concurrent = max_concurrent
         self.timeout = timeout
         self.ignore_fields = {key: frozenset(names) for key, names in ignore_fields.items()}
@@ -168,13 +172,14 @@ class ShadowRunner:
         if left == right:
             return "match"
         other = "async" if primary == "legacy" else "legacy"
+        labels = (f"{primary} (primary)", f"{other} (shadow)")
         mismatch = Mismatch(
             route=key,
             path=scope.get("path", ""),
-            query=scope.get("query_string", b"").decode(errors="replace"),
+            query=redacted_query(scope.get("query_string", b""), self.redact.fields),
             primary=primary,
             status=(answer.status, shadow.status),
-            diff=readable_diff(left, right, (f"{primary} (primary)", f"{other} (shadow)")),
+            diff=readable_diff(self.redact(left), self.redact(right), labels),
             at=time.time(),
         )
         self.mismatches.setdefault(key, deque(maxlen=self.keep)).append(mismatch)

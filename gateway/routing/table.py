@@ -70,6 +70,7 @@ class RouteTable:
             timeout=settings.shadow_timeout,
             keep=settings.shadow_mismatches_kept,
             ignore_fields=settings.shadow_ignore_fields,
+            redact_fields=settings.shadow_redact_fields,
             on_result=lambda key, result: metrics.shadow_comparisons.labels(key, result).inc(),
         )
         self.guard = CanaryGuard(
