@@ -139,6 +139,18 @@ def internal_error(error_format: ErrorFormat) -> Response:
     return error_response(500, "internal_error", "internal server error")
 
 
+def cancelled_answer(error_format: ErrorFormat) -> Response:
+    """The answer to a request cancelled before it answered (a shutdown past its drain)."""
+    return error_response(
+        503,
+        "unavailable",
+        "the request was cancelled before it completed: retry",
+        {"resource": "gateway"},
+        RETRY_AFTER,
+        error_format=error_format,
+    )
+
+
 def constraint_name(error: IntegrityError) -> str | None:
     """The violated constraint's name, from psycopg's diagnostics or asyncpg's exception."""
     original = error.orig

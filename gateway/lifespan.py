@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import anyio
@@ -83,6 +86,7 @@ def gateway_lifespan(inner: Lifespan) -> Callable[[FastAPI], AbstractAsyncContex
             state = await start(gateway_app, stack)
             app.state.gateway = state
             stack.callback(delattr, app.state, "gateway")
+            stack.callback(drain_on_sigterm(state))
             async with anyio.create_task_group() as background:
                 await start_background(gateway_app, state, background, stack)
                 async with inner(app) as app_state:
@@ -95,6 +99,7 @@ def gateway_lifespan(inner: Lifespan) -> Callable[[FastAPI], AbstractAsyncContex
 async def start(gateway_app: GatewayApp, stack: AsyncExitStack) -> GatewayState:
     settings = gateway_app.settings
     database, url = await open_configured(gateway_app, stack)
+    stack.push_async_callback(let_connections_go, database, settings.shutdown_drain_seconds)
     await anyio.to_thread.run_sync(check_schema_if_reachable, database)
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     warn_if_pool_starves_threads(settings)
@@ -124,6 +129,47 @@ async def open_configured(gateway_app: GatewayApp, stack: AsyncExitStack) -> tup
     database = open_database(settings, url)
     stack.push_async_callback(database.dispose)
     return database, url
+
+
+def drain_on_sigterm(state: GatewayState) -> Callable[[], None]:
+    """On SIGTERM, mark the gateway draining (readiness 503), then hand the signal on.
+
+    The server that runs the app (uvicorn) installed its own handler before the
+    lifespan started; it still stops accepting, lets requests in flight finish
+    for its graceful-shutdown timeout and cancels the rest. Returns the undo.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def draining(signum: int, frame: FrameType | None) -> None:
+        state.draining = True
+        logger.info("draining: readiness answers 503 while requests in flight finish")
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, draining)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+async def let_connections_go(database: Database, seconds: float) -> None:
+    """At shutdown, before the pools close: wait for every connection to come back.
+
+    Requests the server cancelled give theirs back as their cleanup runs; a
+    legacy endpoint's thread cannot be cancelled, but the query it waits on can,
+    so those queries are cancelled first. Waits at most `seconds`.
+    """
+    if not database.checked_out():
+        return
+    with anyio.move_on_after(seconds):
+        cancelled = await anyio.to_thread.run_sync(database.cancel_sync_queries)
+        logger.info("shutdown: cancelled the queries of %d legacy requests", cancelled)
+        while database.checked_out():
+            await anyio.sleep(0.05)
 
 
 def check_schema_if_reachable(database: Database) -> None:

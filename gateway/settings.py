@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     rollback_latency_floor_ms: Annotated[float, Field(ge=0)] = Field(
         default=50.0, description="async p95 must also exceed legacy's by this much"
     )
+    shutdown_drain_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=10.0,
+        description="on SIGTERM, how long requests in flight may take to finish before they "
+        "are cancelled (their sessions rolled back)",
+    )
     log_level: LogLevel = Field(default="INFO", description="gateway log level")
     metrics_buckets: list[float] = Field(
         default_factory=lambda: list(DEFAULT_BUCKETS),

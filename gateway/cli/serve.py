@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -91,4 +92,5 @@ def serve(
             loop="gateway.ops.serving:new_event_loop",
             http="httptools",
             log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_drain_seconds),
         )

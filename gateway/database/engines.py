@@ -8,8 +8,10 @@ serialised (see `gateway.database.sessions`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,9 @@ SYNC_DRIVER = "postgresql+psycopg"
 ASYNC_DRIVER = "postgresql+asyncpg"
 APPLICATION_NAME = "gateway"
 IDLE_SINCE = "gateway_idle_since"
+# per engine: the DBAPI connections checked out of its pool now
+IN_USE: weakref.WeakKeyDictionary[Engine, set[Any]] = weakref.WeakKeyDictionary()
+CANCEL_SECONDS = 2.0
 
 
 def base_url(database_url: str) -> URL:
@@ -70,6 +75,7 @@ def create_sync_engine(settings: Settings, database_url: str) -> Engine:
         connect_args=sync_connect_args(settings),
     )
     ping_when_idle(engine, settings.pool_ping_idle_seconds)
+    track_in_use(engine)
     return engine
 
 
@@ -125,6 +131,45 @@ class Database:
         if self.owns_engines:
             await self.async_engine.dispose()
             self.sync_engine.dispose()
+
+    def checked_out(self) -> int:
+        """Connections of both pools in use now."""
+        return sum(
+            _checked_out(engine.pool)
+            for engine in (self.sync_engine, self.async_engine.sync_engine)
+        )
+
+    def cancel_sync_queries(self) -> int:
+        """Ask PostgreSQL to cancel what every sync connection in use is running.
+
+        The threads running legacy endpoints cannot be interrupted, but a query
+        they wait on can: it fails, the endpoint's session rolls back and its
+        thread returns. Returns how many connections were asked.
+        """
+        running = list(IN_USE.get(self.sync_engine, ()))
+        for dbapi_connection in running:
+            with contextlib.suppress(Exception):  # it may have finished meanwhile
+                dbapi_connection.cancel_safe(timeout=CANCEL_SECONDS)
+        return len(running)
+
+
+def _checked_out(pool: Any) -> int:
+    counted = getattr(pool, "checkedout", None)
+    return int(counted()) if callable(counted) else 0
+
+
+def track_in_use(engine: Engine) -> None:
+    """Keep the set of DBAPI connections checked out of `engine`'s pool in `IN_USE[engine]`."""
+    in_use: set[Any] = IN_USE.setdefault(engine, set())
+
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        in_use.add(dbapi_connection)
+
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        in_use.discard(dbapi_connection)
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", checked_in)
 
 
 def open_database(settings: Settings, database_url: str) -> Database:

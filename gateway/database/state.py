@@ -19,6 +19,7 @@ class GatewayState:
     threads: ThreadGate
     connections: ConnectionGate
     required_extensions: frozenset[str] = frozenset()
+    draining: bool = False  # set on SIGTERM: readiness answers 503 while requests finish
 
 
 class GatewayNotStarted(RuntimeError):

@@ -24,8 +24,16 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
+from gateway.asgi import answering_cancellation
 from gateway.database.state import gateway_state
-from gateway.errors import ErrorHandlers, Forbidden, GatewayError, Unauthorized, Unavailable
+from gateway.errors import (
+    ErrorHandlers,
+    Forbidden,
+    GatewayError,
+    Unauthorized,
+    Unavailable,
+    cancelled_answer,
+)
 from gateway.failures import RateLimitedLog, unavailability
 
 bearer = HTTPBearer(
@@ -88,7 +96,14 @@ Writer = Annotated[str, Depends(writer)]
 
 
 class AdminRoute(APIRoute):
-    """An admin endpoint: its errors in the gateway's envelope, whatever the app's format."""
+    """An admin endpoint: its errors in the gateway's envelope, whatever the app's format.
+
+    Cancelled before it answered (a shutdown past its drain time), it answers 503.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = answering_cancellation(self.app, cancelled_answer("envelope"))
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

@@ -2,7 +2,8 @@
 
 /readyz also reports each PostgreSQL extension the app's routes declare with
 `require_extension`, and only those; a missing extension leaves it 200 (the
-other routes serve), a database that does not answer makes it 503.
+other routes serve), a database that does not answer makes it 503, and so
+does a gateway draining after SIGTERM.
 """
 
 from __future__ import annotations
@@ -68,5 +69,6 @@ async def readyz(request: Request) -> JSONResponse:
     ready = all(result == "ok" for result in checks.values())
     for name in sorted(state.required_extensions):
         checks[f"extension {name}"] = EXTENSION_STATES[await probe_extension(database, name)]
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    status = "draining" if state.draining else "ready" if ready else "unavailable"
+    body = {"status": status, "checks": checks}
+    return JSONResponse(body, status_code=200 if status == "ready" else 503)

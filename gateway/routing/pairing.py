@@ -26,6 +26,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, RouteContext
 from starlette.routing import BaseRoute
@@ -33,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.database.providers import AliasedOverrides, SessionProviders
 from gateway.database.sessions import SCOPE_SESSIONS, bind_sessions, release_unfinished
-from gateway.errors import ConfigurationError, ErrorFormat, internal_error
+from gateway.errors import ConfigurationError, ErrorFormat, cancelled_answer, internal_error
 from gateway.impl import Impl
 from gateway.metrics.middleware import SCOPE_IMPL
 from gateway.metrics.registry import GatewayMetrics, measured_method
@@ -170,6 +171,11 @@ def tag_with_impl(
                 raise
             logger.exception("unhandled error in %s (%s)", scope.get("path"), impl)
             await internal_error(error_format)(scope, receive, send_tagged)
+        except anyio.get_cancelled_exc_class():
+            if not started:  # the server gave up on it (shutdown): a retry belongs elsewhere
+                with anyio.CancelScope(shield=True):
+                    await cancelled_answer(error_format)(scope, receive, send_tagged)
+            raise
         finally:
             in_progress.dec()
             sessions = scope.get(SCOPE_SESSIONS)
