@@ -117,6 +117,11 @@ QUERY_CANCELED = "57014"
 DATA_EXCEPTION = "22"  # SQLSTATE class: a value out of range, invalid bytes, ...
 
 
+def code_of(status: int) -> str:
+    """The envelope's `code` for an HTTP status: 414 -> "request_uri_too_long"."""
+    return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -189,9 +194,8 @@ class ErrorHandlers:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         error = _expect(exc, HTTPException)
         status = HTTPStatus(error.status_code)
-        code = status.phrase.lower().replace(" ", "_").replace("-", "_")
         message = error.detail if isinstance(error.detail, str) else status.phrase
-        return self.respond(error.status_code, code, message, headers=error.headers)
+        return self.respond(error.status_code, code_of(status), message, headers=error.headers)
 
     async def validation_error(self, request: Request, exc: Exception) -> Response:
         error = _expect(exc, RequestValidationError)

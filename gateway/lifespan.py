@@ -31,7 +31,7 @@ from gateway.database.state import GatewayState
 from gateway.errors import ConfigurationError
 from gateway.metrics.instrumentation import instrument, watch_loop
 from gateway.metrics.registry import GatewayMetrics
-from gateway.ops import embedded
+from gateway.ops import embedded, http_protocol
 from gateway.ops.gc_tuning import tune_garbage_collector
 from gateway.ops.migrations import check_schema, upgrade
 from gateway.routing.sync import keep_in_sync, reload_quietly
@@ -102,6 +102,7 @@ async def start(gateway_app: GatewayApp, stack: AsyncExitStack) -> GatewayState:
     stack.push_async_callback(let_connections_go, database, settings.shutdown_drain_seconds)
     await anyio.to_thread.run_sync(check_schema_if_reachable, database)
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
+    http_protocol.configure(settings)
     warn_if_pool_starves_threads(settings)
     threads = ThreadGate(
         settings.threadpool_size,

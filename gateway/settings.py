@@ -110,6 +110,26 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1)] = Field(
         default=1_048_576, description="largest request body accepted; larger get 413"
     )
+    max_request_line_bytes: Annotated[int, Field(ge=256)] = Field(
+        default=8 * 1024, description="longest request line (method, URL); longer get 414"
+    )
+    max_header_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=64 * 1024, description="largest request headers, all together; larger get 431"
+    )
+    request_head_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=10.0,
+        description="seconds a connection has to send a whole request head, from when it "
+        "opened or got its last response; then it is closed (408 if it had begun one)",
+    )
+    request_body_idle_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0,
+        description="seconds a request body may stop arriving before the connection is closed",
+    )
+    max_connections: Annotated[int, Field(ge=1)] = Field(
+        default=4096,
+        description="connections per process; beyond, the longest idle one is closed, or the "
+        "new one answered 503 (and never more than the open-file limit allows)",
+    )
     statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         default=30_000, description="PostgreSQL statement_timeout for both engines (0: none)"
     )

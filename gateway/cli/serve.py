@@ -74,7 +74,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
 ) -> None:
-    """Serve the app under uvicorn (uvloop draining its listen queue, httptools)."""
+    """Serve the app under uvicorn (uvloop draining its listen queue, httptools with limits)."""
     import uvicorn
 
     loaded = load_app(app_option)
@@ -90,7 +90,7 @@ def serve(
             port=port,
             workers=workers,
             loop="gateway.ops.serving:new_event_loop",
-            http="httptools",
+            http="gateway.ops.http_protocol:GatewayHttpProtocol",
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=math.ceil(settings.shutdown_drain_seconds),
         )
