@@ -11,12 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from gateway import AsyncDB, require_extension
+from gateway import AsyncDB, error_responses, require_extension
 from gateway.database.queries import create, get_or_404
 from shared_models.models import Document
 from shared_models.params import DocumentId, Limit
 from shared_models.schemas import DocumentCreate, DocumentMatch, DocumentRead, DocumentSearch
 
+NOT_FOUND = error_responses(404)
 router = APIRouter(
     prefix="/documents",
     tags=["documents"],
@@ -39,7 +40,7 @@ async def create_document(body: DocumentCreate, db: AsyncDB) -> Document:
     return await create(db, Document(**body.model_dump()))
 
 
-@router.get("/{document_id}", response_model=DocumentRead)
+@router.get("/{document_id}", response_model=DocumentRead, responses=NOT_FOUND)
 async def get_document(document_id: DocumentId, db: AsyncDB) -> Document:
     return await get_or_404(db, Document, document_id)
 
@@ -49,7 +50,7 @@ async def search_documents(body: DocumentSearch, db: AsyncDB) -> list[Any]:
     return await nearest(db, body.embedding, body.limit)
 
 
-@router.get("/{document_id}/similar", response_model=list[DocumentMatch])
+@router.get("/{document_id}/similar", response_model=list[DocumentMatch], responses=NOT_FOUND)
 async def similar_documents(document_id: DocumentId, db: AsyncDB, limit: Limit = 5) -> list[Any]:
     document = await get_or_404(db, Document, document_id)
     return await nearest(db, document.embedding, limit, exclude=document.id)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from gateway import AsyncDB
+from gateway import AsyncDB, error_responses
 from gateway.database.queries import create, get_or_404, list_page
 from shared_models.models import Item
 from shared_models.params import InStock, ItemId, Limit, Offset, SearchText
 from shared_models.schemas import ItemCreate, ItemRead, Page
 
+NOT_FOUND = error_responses(404)
 router = APIRouter(prefix="/items", tags=["items"])
 
 
@@ -31,7 +32,7 @@ async def list_items(
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{item_id}", response_model=ItemRead)
+@router.get("/{item_id}", response_model=ItemRead, responses=NOT_FOUND)
 async def get_item(item_id: ItemId, db: AsyncDB) -> Item:
     return await get_or_404(db, Item, item_id)
 

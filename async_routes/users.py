@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from gateway import AsyncDB, not_found
+from gateway import AsyncDB, error_responses, not_found
 from gateway.database.queries import create, delete_where, list_page, read_or_404, update_where
 from shared_models.models import User
 from shared_models.params import Active, Limit, Offset, SearchText, UserId
 from shared_models.schemas import Page, UserCreate, UserRead, UserUpdate
 
+NOT_FOUND = error_responses(404)
 router = APIRouter(prefix="/users", tags=["users"])
 
 
@@ -27,7 +28,7 @@ async def list_users(
     return Page(items=users, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{user_id}", response_model=UserRead)
+@router.get("/{user_id}", response_model=UserRead, responses=NOT_FOUND)
 async def get_user(user_id: UserId, db: AsyncDB) -> UserRead:
     return await read_or_404(db, User, user_id, UserRead)
 
@@ -37,7 +38,7 @@ async def create_user(body: UserCreate, db: AsyncDB) -> User:
     return await create(db, User(**body.model_dump()))
 
 
-@router.patch("/{user_id}", response_model=UserRead)
+@router.patch("/{user_id}", response_model=UserRead, responses=NOT_FOUND)
 async def update_user(user_id: UserId, body: UserUpdate, db: AsyncDB) -> User:
     updated = await update_where(db, User, User.id == user_id, **body.changes())
     if not updated:
@@ -45,7 +46,7 @@ async def update_user(user_id: UserId, body: UserUpdate, db: AsyncDB) -> User:
     return updated[0]
 
 
-@router.delete("/{user_id}", status_code=204)
+@router.delete("/{user_id}", status_code=204, responses=NOT_FOUND)
 async def delete_user(user_id: UserId, db: AsyncDB) -> Response:
     if not await delete_where(db, User, User.id == user_id):
         raise not_found("user", user_id)

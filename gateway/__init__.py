@@ -7,6 +7,7 @@ The public API; everything else is reached through its module.
     SyncDB, AsyncDB                   the session each side's endpoints declare
     require_extension(name, feature)  a dependency for routes that need a PostgreSQL extension
     GatewayError and its kinds        errors routes raise, answered in the app's error format
+    error_responses(404, ...)         `responses=` documenting them, in that format
     Settings, load_settings           every `GATEWAY_*` setting
     gateway_metadata, exclude_gateway_tables
                                       the gateway's tables, and the hook that keeps an app's
@@ -15,6 +16,7 @@ The public API; everything else is reached through its module.
 
 from gateway.database.extensions import require_extension
 from gateway.database.sessions import AsyncDB, SyncDB
+from gateway.error_docs import error_responses
 from gateway.errors import Conflict, GatewayError, NotFound, Unavailable, not_found
 from gateway.factory import adopt, create_app, gateway_of
 from gateway.ops.migrations import exclude_gateway_tables
@@ -31,6 +33,7 @@ __all__ = [
     "Unavailable",
     "adopt",
     "create_app",
+    "error_responses",
     "exclude_gateway_tables",
     "gateway_metadata",
     "gateway_of",

@@ -104,7 +104,14 @@ def adopt(
     registry = CollectorRegistry(auto_describe=True)
     metrics = GatewayMetrics(registry, settings.metrics_buckets)
     providers = SessionProviders(sync_session_dependencies, async_session_dependencies)
-    builder = RouteBuilder(app, providers, metrics, settings.error_format, warnings=[])
+    builder = RouteBuilder(
+        app,
+        providers,
+        metrics,
+        settings.error_format,
+        settings.map_database_errors,
+        warnings=[],
+    )
     pairing = pair_routes(builder, async_routers)
     table = RouteTable(pairing.routes, settings, metrics)
     serve_routes(app, pairing, table, builder, admin_in_openapi=settings.admin_in_openapi)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway import SyncDB, not_found
+from gateway import SyncDB, error_responses, not_found
 from shared_models.models import Item
 from shared_models.params import InStock, ItemId, Limit, Offset, SearchText
 from shared_models.schemas import ItemCreate, ItemRead, Page
 
+NOT_FOUND = error_responses(404)
 router = APIRouter(prefix="/items", tags=["items"])
 
 
@@ -30,7 +31,7 @@ def list_items(
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{item_id}", response_model=ItemRead)
+@router.get("/{item_id}", response_model=ItemRead, responses=NOT_FOUND)
 def get_item(item_id: ItemId, db: SyncDB) -> Item:
     item = db.query(Item).filter(Item.id == item_id).first()
     if item is None:

@@ -12,11 +12,12 @@ from decimal import Decimal
 from fastapi import APIRouter
 from sqlalchemy.orm import selectinload
 
-from gateway import Conflict, SyncDB, not_found
+from gateway import Conflict, SyncDB, error_responses, not_found
 from shared_models.models import Item, Order, OrderLine, User
 from shared_models.params import Limit, Offset, OrderId, UserId
 from shared_models.schemas import OrderCreate, OrderRead, Page
 
+NOT_FOUND = error_responses(404)
 router = APIRouter(tags=["orders"])
 
 
@@ -28,7 +29,7 @@ def shortages(items: list[Item], wanted: dict[int, int]) -> list[dict[str, int]]
     ]
 
 
-@router.post("/orders", response_model=OrderRead, status_code=201)
+@router.post("/orders", response_model=OrderRead, status_code=201, responses=NOT_FOUND)
 def create_order(body: OrderCreate, db: SyncDB) -> Order:
     if db.query(User).filter(User.id == body.user_id).first() is None:
         raise not_found("user", body.user_id)
@@ -52,7 +53,7 @@ def create_order(body: OrderCreate, db: SyncDB) -> Order:
     return order
 
 
-@router.get("/orders/{order_id}", response_model=OrderRead)
+@router.get("/orders/{order_id}", response_model=OrderRead, responses=NOT_FOUND)
 def get_order(order_id: OrderId, db: SyncDB) -> Order:
     order = db.query(Order).options(selectinload(Order.lines)).filter(Order.id == order_id).first()
     if order is None:
@@ -60,7 +61,7 @@ def get_order(order_id: OrderId, db: SyncDB) -> Order:
     return order
 
 
-@router.get("/users/{user_id}/orders", response_model=Page[OrderRead])
+@router.get("/users/{user_id}/orders", response_model=Page[OrderRead], responses=NOT_FOUND)
 def list_user_orders(
     user_id: UserId, db: SyncDB, limit: Limit = 20, offset: Offset = 0
 ) -> Page[OrderRead]:

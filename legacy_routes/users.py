@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from gateway import SyncDB, not_found
+from gateway import SyncDB, error_responses, not_found
 from shared_models.models import User
 from shared_models.params import Active, Limit, Offset, SearchText, UserId
 from shared_models.schemas import Page, UserCreate, UserRead, UserUpdate
 
+NOT_FOUND = error_responses(404)
 router = APIRouter(prefix="/users", tags=["users"])
 
 
@@ -26,7 +27,7 @@ def list_users(
     return Page(items=users, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{user_id}", response_model=UserRead)
+@router.get("/{user_id}", response_model=UserRead, responses=NOT_FOUND)
 def get_user(user_id: UserId, db: SyncDB) -> User:
     user = db.query(User).filter(User.id == user_id).first()
     if user is None:
@@ -42,7 +43,7 @@ def create_user(body: UserCreate, db: SyncDB) -> User:
     return user
 
 
-@router.patch("/{user_id}", response_model=UserRead)
+@router.patch("/{user_id}", response_model=UserRead, responses=NOT_FOUND)
 def update_user(user_id: UserId, body: UserUpdate, db: SyncDB) -> User:
     updated = db.query(User).filter(User.id == user_id).update(body.changes())
     if not updated:
@@ -51,7 +52,7 @@ def update_user(user_id: UserId, body: UserUpdate, db: SyncDB) -> User:
     return db.query(User).filter(User.id == user_id).one()
 
 
-@router.delete("/{user_id}", status_code=204)
+@router.delete("/{user_id}", status_code=204, responses=NOT_FOUND)
 def delete_user(user_id: UserId, db: SyncDB) -> Response:
     deleted = db.query(User).filter(User.id == user_id).delete()
     if not deleted:

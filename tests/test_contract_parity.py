@@ -15,7 +15,7 @@ from fastapi import APIRouter
 
 from demo.app import create_demo_app
 from demo.settings import DemoSettings
-from gateway import AsyncDB
+from gateway import AsyncDB, error_responses
 from gateway.database.queries import read_or_404
 from gateway.testing import ParityReport, ParityRequest, check_parity
 from gateway.testing import twin_keys as parity_twins
@@ -211,7 +211,7 @@ def planted_twin() -> APIRouter:
     """GET /users/{user_id} as a careless migration might write it: one field differs."""
     router = APIRouter(prefix="/users")
 
-    @router.get("/{user_id}", response_model=UserRead)
+    @router.get("/{user_id}", response_model=UserRead, responses=error_responses(404))
     async def get_user(user_id: UserId, db: AsyncDB) -> UserRead:
         user = await read_or_404(db, User, user_id, UserRead)
         return user.model_copy(update={"name": user.name.upper()})

@@ -40,6 +40,15 @@ def fields(dependant: Dependant, kind: str) -> list[ModelField]:
     return found
 
 
+def flat_fields(dependant: Dependant) -> list[ModelField]:
+    """Every request parameter of the tree, body included."""
+    return [field for kind in PARAMETER_KINDS for field in fields(dependant, kind)]
+
+
+def flat_body(dependant: Dependant) -> list[ModelField]:
+    return fields(dependant, "body_params")
+
+
 def parameters(dependant: Dependant) -> dict[str, dict[str, str]]:
     """Each request parameter of the tree, by label, described attribute by attribute."""
     described: dict[str, dict[str, str]] = {}
@@ -68,6 +77,7 @@ def promised_response(route: APIRoute) -> dict[str, str]:
         "response model exclude unset": show(route.response_model_exclude_unset),
         "response model exclude defaults": show(route.response_model_exclude_defaults),
         "response model exclude none": show(route.response_model_exclude_none),
+        "documented statuses": ", ".join(sorted(str(status) for status in route.responses)),
     }
 
 

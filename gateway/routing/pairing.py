@@ -34,11 +34,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.database.providers import AliasedOverrides, SessionProviders
 from gateway.database.sessions import SCOPE_SESSIONS, bind_sessions, release_unfinished
+from gateway.error_docs import documented_responses
 from gateway.errors import ConfigurationError, ErrorFormat, cancelled_answer, internal_error
 from gateway.impl import Impl
 from gateway.metrics.middleware import SCOPE_IMPL
 from gateway.metrics.registry import GatewayMetrics, measured_method
-from gateway.routing.contract import check_same_contract
+from gateway.routing.contract import check_same_contract, flat_body, flat_fields
 from gateway.routing.keys import naming_differences, route_key, shape
 from gateway.routing.routes import api_routes, endpoint_name, entries, methods, rebuild
 
@@ -99,6 +100,7 @@ class RouteBuilder:
     providers: SessionProviders
     metrics: GatewayMetrics
     error_format: ErrorFormat
+    map_database_errors: bool
     warnings: list[str]
     unmanaged: list[str] = field(default_factory=list)
     threaded: list[str] = field(default_factory=list)  # sync dependencies holding the session
@@ -124,7 +126,17 @@ class RouteBuilder:
             if self.providers.uses_alias(dependant)
             else self.app
         )
-        route = rebuild(context, endpoint, dependency_overrides_provider=provider)
+        responses = documented_responses(
+            dict(context.responses or {}),
+            methods=set(methods(context)),
+            takes_input=bool(flat_fields(dependant)),
+            takes_body=bool(flat_body(dependant)),
+            error_format=self.error_format,
+            map_database_errors=self.map_database_errors,
+        )
+        route = rebuild(
+            context, endpoint, dependency_overrides_provider=provider, responses=responses
+        )
         return [Implementation(key, route, where) for key in keys]
 
     def tagged(self, implementation: Implementation, impl: Impl) -> ASGIApp:

@@ -76,9 +76,14 @@ def rebuild(
     endpoint: Callable[..., Any],
     *,
     dependency_overrides_provider: Any,
+    **changed: Any,
 ) -> APIRoute:
-    """A plain `APIRoute` with `source`'s effective path and settings, calling `endpoint`."""
+    """A plain `APIRoute` with `source`'s effective path and settings, calling `endpoint`.
+
+    `changed` replaces some of those settings (`responses`, say).
+    """
     arguments = {name: _effective(source, name) for name in copied_arguments()}
+    arguments.update(changed)
     return APIRoute(
         str(source.path),
         endpoint,
