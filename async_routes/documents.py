@@ -40,7 +40,8 @@ async def create_document(body: DocumentCreate, db: AsyncDB) -> Document:
     return await create(db, Document(**body.model_dump()))
 
 
-@router.get("/{document_id}", response_model=DocumentRead, responses=NOT_FOUND)
+# `:int`, so that GET /documents/search is a 405, not a document id that fails to parse
+@router.get("/{document_id:int}", response_model=DocumentRead, responses=NOT_FOUND)
 async def get_document(document_id: DocumentId, db: AsyncDB) -> Document:
     return await get_or_404(db, Document, document_id)
 
@@ -50,7 +51,7 @@ async def search_documents(body: DocumentSearch, db: AsyncDB) -> list[Any]:
     return await nearest(db, body.embedding, body.limit)
 
 
-@router.get("/{document_id}/similar", response_model=list[DocumentMatch], responses=NOT_FOUND)
+@router.get("/{document_id:int}/similar", response_model=list[DocumentMatch], responses=NOT_FOUND)
 async def similar_documents(document_id: DocumentId, db: AsyncDB, limit: Limit = 5) -> list[Any]:
     document = await get_or_404(db, Document, document_id)
     return await nearest(db, document.embedding, limit, exclude=document.id)

@@ -63,7 +63,7 @@ def documented_responses(
 ) -> dict[int | str, dict[str, Any]]:
     """A route's `responses`, with every error the gateway may answer it with, in its format.
 
-    Always 503 (overload shed, cancelled at shutdown); 413 with a body; with the
+    Always 503 (overload shed, cancelled at shutdown); 400 and 413 with a body; with the
     envelope, 422 for invalid input (FastAPI documents its own shape otherwise);
     with database errors mapped, 409 on writes and 504. Placeholders the route
     declared (`error_responses`) get the format's model; the route's own
@@ -72,6 +72,7 @@ def documented_responses(
     model = ErrorEnvelope if error_format == "envelope" else ErrorDetail
     added = {503: "the gateway is overloaded, or the request could not complete: retry"}
     if takes_body:
+        added[400] = "the body could not be read (not UTF-8 JSON, say)"
         added[413] = "the request body is too large"
     if takes_input and error_format == "envelope":
         added[422] = "the request is invalid: each bad field is named"

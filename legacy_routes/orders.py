@@ -33,7 +33,7 @@ def shortages(items: list[Item], wanted: dict[int, int]) -> list[dict[str, int]]
 def create_order(body: OrderCreate, db: SyncDB) -> Order:
     if db.query(User).filter(User.id == body.user_id).first() is None:
         raise not_found("user", body.user_id)
-    wanted = {line.item_id: line.quantity for line in body.lines}
+    wanted = body.quantities()
     items = db.query(Item).filter(Item.id.in_(wanted)).order_by(Item.id).with_for_update().all()
     missing = sorted(set(wanted) - {item.id for item in items})
     if missing:

@@ -26,7 +26,9 @@ LEGACY_RULE = Rule(
     modules=("sqlalchemy.ext.asyncio", "asyncpg", "gateway.database.queries"), names=("AsyncDB",)
 )
 ASYNC_RULE = Rule(modules=("sqlalchemy.orm.Session", "psycopg"), names=("SyncDB",))
+# Request schemas may use the gateway's field types that take JSON as their schema says.
 SHARED_RULE = Rule(
+    allowed=("gateway.JsonInteger",),
     modules=(
         "gateway",
         "sqlalchemy.ext.asyncio",

@@ -122,9 +122,12 @@ async def test_get_unknown_document_is_404(docs_api: ApiClient) -> None:
 
 
 async def test_get_document_rejects_bad_id(docs_api: ApiClient) -> None:
-    for document_id in ("0", str(2**31), "first"):
+    for document_id in ("0", str(2**31)):
         response = await docs_api.get(f"/documents/{document_id}")
         assert invalid_locations(response) == ["path.document_id"], document_id
+    # only digits are a document id: anything else is another path
+    assert (await docs_api.get("/documents/first")).status_code == 404
+    assert (await docs_api.get("/documents/search")).status_code == 405
 
 
 @pytest.mark.parametrize("limit", [1, 3, 7])

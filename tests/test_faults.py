@@ -574,6 +574,15 @@ async def test_malformed_json_answers_422_naming_the_body(api: ApiClient, conten
         ("/users", {"email": "t@example.com", "name": "T", "is_active": "maybe"}, "body.is_active"),
         ("/items", {"sku": "SKU-X", "name": "X", "price": "cheap", "stock": 1}, "body.price"),
         ("/items", {"sku": "SKU-X", "name": "X", "price": "1.00", "stock": "lots"}, "body.stock"),
+        # JSON types exactly as the schema says: no coercion from other types
+        ("/users", {"email": "t@example.com", "name": "T", "is_active": 0}, "body.is_active"),
+        ("/users", {"email": "t@example.com", "name": "T", "is_active": "true"}, "body.is_active"),
+        ("/users", {"email": "t@example.com", "name": "T", "nickname": "t"}, "body.nickname"),
+        ("/items", {"sku": "SKU-X", "name": "X", "price": "1.00", "stock": "5"}, "body.stock"),
+        ("/items", {"sku": "SKU-X", "name": "X", "price": "1.00", "stock": True}, "body.stock"),
+        ("/items", {"sku": "SKU-X", "name": "X", "price": "1.00", "stock": 2.5}, "body.stock"),
+        ("/items", {"sku": "SKU-X", "name": "X", "price": 1.5, "stock": 1}, "body.price"),
+        ("/items", {"sku": "SKU-X", "name": "X", "price": "1.005", "stock": 1}, "body.price"),
     ],
 )
 async def test_wrong_types_answer_422_naming_the_field(
@@ -655,6 +664,23 @@ async def test_nul_characters_in_text_answer_422_naming_the_field(
 
 def embedding_with(first: float) -> list[float]:
     return [first] + [0.0] * (EMBEDDING_DIMENSIONS - 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/documents/search", {"embedding": [False] * EMBEDDING_DIMENSIONS}, "body.embedding.0"),
+        ("/documents/search", {"embedding": ["0.5"] * EMBEDDING_DIMENSIONS}, "body.embedding.0"),
+        ("/documents/search", {"embedding": embedding_with(0.1), "limit": "3"}, "body.limit"),
+    ],
+    ids=["false", "string", "limit-string"],
+)
+async def test_embeddings_take_numbers_only(
+    needs_pgvector: None, legacy_api: ApiClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = await legacy_api.post(path, json=body)
+
+    assert invalid_locations(response)[0] == field
 
 
 @pytest.mark.parametrize(

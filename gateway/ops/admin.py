@@ -20,8 +20,10 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.database.state import gateway_state
+from gateway.error_docs import ErrorEnvelope, documented_responses
 from gateway.errors import GatewayError, NotFound
 from gateway.impl import Impl
+from gateway.json_types import JsonInteger
 from gateway.metrics.advisor import build_report, increase, parse
 from gateway.metrics.exposition import scraped_registry
 from gateway.ops.admin_access import AdminRoute, Writer, database_or_unavailable, reader
@@ -31,13 +33,31 @@ from gateway.routing.store import list_events
 from gateway.routing.table import RouteTable
 
 
-class ModeChange(BaseModel):
-    """A requested mode: `percent` only with canary (1 to 100), `primary` only with shadow."""
+def only_with(mode: str, option: str, *, required: bool) -> dict[str, Any]:
+    """JSON Schema: `option` may be set (and with `required` must be) only in `mode`."""
+    given = {"required": [option], "properties": {option: {"not": {"type": "null"}}}}
+    return {
+        "if": {"properties": {"mode": {"const": mode}}},
+        "then": given if required else {},
+        "else": {"properties": {option: {"type": "null"}}},
+    }
 
-    model_config = ConfigDict(extra="forbid")
+
+class ModeChange(BaseModel):
+    """A requested mode: `percent` only with canary (0 to 100), `primary` only with shadow."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                only_with("canary", "percent", required=True),
+                only_with("shadow", "primary", required=False),
+            ]
+        },
+    )
 
     mode: Mode
-    percent: Annotated[int | None, Field(strict=True, ge=0, le=100)] = None
+    percent: Annotated[int | None, Field(ge=0, le=100), JsonInteger] = None
     primary: Impl | None = None
     reason: Annotated[str, Field(max_length=1000)] = ""
 
@@ -65,11 +85,27 @@ def route_table(request: Request) -> RouteTable:
 
 Table = Annotated[RouteTable, Depends(route_table)]
 
+ADMIN_ERRORS = documented_responses(
+    {401: {"model": ErrorEnvelope, "description": "no admin token, or not a valid one"}},
+    methods={"GET"},
+    takes_input=True,
+    takes_body=False,
+    error_format="envelope",
+    map_database_errors=False,
+)
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorEnvelope, "description": "this admin token may only read"},
+    404: {"model": ErrorEnvelope, "description": "no such route"},
+    400: {"model": ErrorEnvelope, "description": "the body could not be read"},
+    413: {"model": ErrorEnvelope, "description": "the request body is too large"},
+}
+
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],
     route_class=AdminRoute,
     dependencies=[Depends(reader)],
+    responses=ADMIN_ERRORS,
     include_in_schema=False,
 )
 
@@ -98,7 +134,7 @@ async def get_events(
         return await list_events(table.database, route=route, limit=limit)
 
 
-@router.put("/routes/{route_key:path}")
+@router.put("/routes/{route_key:path}", responses=WRITE_ERRORS)
 async def put_route(
     route_key: str, change: ModeChange, table: Table, actor: Writer
 ) -> dict[str, Any]:
@@ -110,15 +146,20 @@ async def put_route(
     return {"route": current, "event": event}
 
 
+DEFAULT_WINDOW = 5.0
+
+
 @router.get("/report", response_model=None)
 async def get_report(
-    request: Request, window: Annotated[float, Query(gt=0)] = 5.0
+    request: Request, window: Annotated[float | None, Query(gt=0)] = None
 ) -> dict[str, Any] | Response:
     """The advisor's report over the next `window` seconds of this gateway's traffic.
 
-    At most GATEWAY_ADMIN_REPORT_MAX_WINDOW; a client that goes away ends the wait.
+    At most GATEWAY_ADMIN_REPORT_MAX_WINDOW; 5 s, or that if shorter, by default.
+    A client that goes away ends the wait.
     """
     longest = gateway_state(request.app).settings.admin_report_max_window
+    window = min(DEFAULT_WINDOW, longest) if window is None else window
     if window > longest:
         raise InvalidWindow(
             f"window may be at most {longest:g} s (GATEWAY_ADMIN_REPORT_MAX_WINDOW)",
@@ -152,24 +193,34 @@ async def get_mismatches(table: Table, route: str | None = None) -> dict[str, An
 
 
 @router.get("/openapi.json", include_in_schema=False)
-async def admin_openapi() -> dict[str, Any]:
+async def admin_openapi(request: Request) -> dict[str, Any]:
     """The admin API's own OpenAPI schema, with its bearer security scheme."""
-    return admin_schema()
+    return admin_schema(gateway_state(request.app).settings.admin_report_max_window)
 
 
 @functools.cache
-def admin_schema() -> dict[str, Any]:
+def admin_schema(max_window: float) -> dict[str, Any]:
+    """The schema, with the longest report window this gateway allows."""
     routes = [
         documented(route)
         for route in router.routes
         if getattr(route, "name", "") != "admin_openapi"
     ]
-    return get_openapi(
+    schema = get_openapi(
         title="Hybrid gateway admin API",
         version="1",
         description="Route modes, their events, shadow mismatches and the advisor's report.",
         routes=routes,
     )
+    for parameter in schema["paths"]["/admin/report"]["get"]["parameters"]:
+        if parameter["name"] == "window":
+            parameter["schema"] = {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": max_window,
+                "default": min(DEFAULT_WINDOW, max_window),
+            }
+    return schema
 
 
 def documented(route: Any) -> Any:
