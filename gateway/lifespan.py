@@ -102,7 +102,7 @@ async def start(gateway_app: GatewayApp, stack: AsyncExitStack) -> GatewayState:
     stack.push_async_callback(let_connections_go, database, settings.shutdown_drain_seconds)
     await anyio.to_thread.run_sync(check_schema_if_reachable, database)
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
-    http_protocol.configure(settings)
+    http_protocol.configure(settings, closed=gateway_app.metrics.connection_closed)
     warn_if_pool_starves_threads(settings)
     threads = ThreadGate(
         settings.threadpool_size,

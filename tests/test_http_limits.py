@@ -161,6 +161,38 @@ def test_beyond_the_connection_cap_the_longest_idle_is_shed(gateway: RunningProc
             connection.close()
 
 
+def closed_so_far(server: RunningProcess) -> dict[str, float]:
+    """gateway_connections_closed_total by reason, as the server's /metrics says."""
+    text = httpx.get(f"{server.base_url}/metrics", timeout=PATIENCE).text
+    prefix = 'gateway_connections_closed_total{reason="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def test_connections_cut_short_are_counted_by_reason(gateway: RunningProcess) -> None:
+    before = closed_so_far(gateway)
+    with connect(gateway) as connection:
+        connection.sendall(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        read_until_closed(connection)
+    with connect(gateway) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n")
+        read_until_closed(connection)
+    with connect(gateway) as connection:
+        read_until_closed(connection)
+    with connect(gateway) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        read_until_closed(connection)
+    after = closed_so_far(gateway)
+    counted = {reason: after[reason] - before.get(reason, 0.0) for reason in after}
+    assert counted["request_line_too_long"] == 1
+    assert counted["headers_too_large"] == 1
+    assert counted["silent"] >= 1  # other tests' connections may time out meanwhile
+    assert counted["head_timeout"] == 1
+
+
 def test_a_client_is_answered_while_19000_silent_sockets_are_open(
     gateway: RunningProcess,
 ) -> None:

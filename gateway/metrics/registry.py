@@ -109,9 +109,17 @@ class GatewayMetrics:
             "gateway_shadow_comparisons", "shadow results", ("route", "result")
         )
         self.rollbacks = counter("gateway_route_rollbacks", "automatic rollbacks", ("route",))
+        self.connections_closed = counter(
+            "gateway_connections_closed",
+            "connections the server closed before a request reached the app",
+            ("reason",),
+        )
         self._durations: dict[tuple[str, str, str, int], Histogram] = {}
         self._db_times: dict[tuple[str, str, str], Histogram] = {}
         self._threads: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason).inc()
 
     def observe_request(
         self, method: str, route: str, impl: str, status: int, seconds: float, times: RequestTimes

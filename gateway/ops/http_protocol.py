@@ -31,6 +31,7 @@ import json
 import logging
 import resource
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -42,7 +43,12 @@ from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+REASONS = {414: "request_line_too_long", 431: "headers_too_large"}
 RESERVED_FILES = 128  # kept free below the open-file limit: pools, listener, logs, probes
+
+
+def not_counted(reason: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class RequestLimits:
     body_idle_timeout: float = 30.0
     max_connections: int = 4096
     error_format: ErrorFormat = "detail"
+    closed: Callable[[str], None] = not_counted  # told why, each time a connection is cut
 
     @property
     def max_head_bytes(self) -> int:
@@ -62,8 +69,11 @@ class RequestLimits:
 limits = RequestLimits()
 
 
-def configure(settings: Settings) -> RequestLimits:
-    """Apply the app's settings to every connection this process accepts from now on."""
+def configure(settings: Settings, closed: Callable[[str], None] = not_counted) -> RequestLimits:
+    """Apply the app's settings to every connection this process accepts from now on.
+
+    `closed` hears the reason each time the server cuts a connection short.
+    """
     global limits
     files = open_files_allowed()
     reserve = RESERVED_FILES + 2 * (settings.sync_pool_capacity + settings.async_pool_capacity)
@@ -74,6 +84,7 @@ def configure(settings: Settings) -> RequestLimits:
         body_idle_timeout=settings.request_body_idle_timeout,
         max_connections=max(1, min(settings.max_connections, files - reserve)),
         error_format=settings.error_format,
+        closed=closed,
     )
     if limits.max_connections < settings.max_connections:
         logger.warning(
@@ -134,7 +145,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.wait_for_a_request()
         if len(self.connections) > self.limits.max_connections and not self.shed_one():
-            self.refuse(503, "the server has as many connections as it takes: retry shortly")
+            self.refuse(
+                503, "the server has as many connections as it takes: retry shortly", "at_capacity"
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.waiting.pop(self, None)
@@ -147,6 +160,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if victim is not self:
                 self.waiting.pop(victim)
                 victim.transport.close()
+                self.limits.closed("shed_idle")
                 return True
         return False
 
@@ -172,7 +186,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self.refused is None and self.in_head:
             self.refused = self.head_too_large()
         if self.refused is not None and not self.transport.is_closing():
-            self.refuse(*self.refused)
+            self.refuse(*self.refused, reason=REASONS[self.refused[0]])
 
     def head_too_large(self) -> tuple[int, str] | None:
         if self.url_bytes > self.limits.max_request_line_bytes:
@@ -258,9 +272,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or not self.in_head or self.cycle_in_progress():
             return
         if self.head_bytes:
-            self.refuse(408, "the request head did not arrive in time")
+            self.refuse(408, "the request head did not arrive in time", "head_timeout")
         else:
             self.transport.close()
+            self.limits.closed("silent")
 
     def body_timed_out(self) -> None:
         if self.transport.is_closing():
@@ -271,12 +286,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self.restart(None, self.body_timed_out, self.limits.body_idle_timeout, "body")
             return
         self.transport.close()
+        self.limits.closed("body_timeout")
 
     def cycle_in_progress(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
-    def refuse(self, status: int, message: str) -> None:
+    def refuse(self, status: int, message: str, reason: str) -> None:
         self.waiting.pop(self, None)
         self.cancel_timers()
         self.transport.write(answer(status, message, self.limits.error_format))
         self.transport.close()
+        self.limits.closed(reason)
