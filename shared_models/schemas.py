@@ -43,8 +43,6 @@ RowId = Annotated[int, Field(ge=1, le=MAX_ID), JsonInteger]
 Quantity = Annotated[int, Field(ge=1, le=1000), JsonInteger]
 CENTS = Decimal("0.01")
 PRICE_TEXT = r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"  # numeric(12, 2)
-
-
 MAX_WHOLE_PRICE = 10**10 - 1
 
 
@@ -69,7 +67,7 @@ def in_cents(price: Decimal) -> Decimal:
 
 Price = Annotated[
     Decimal,
-    Field(ge=0, le=MAX_WHOLE_PRICE),
+    Field(ge=0, max_digits=12, decimal_places=2),
     BeforeValidator(exact_price),
     AfterValidator(in_cents),
     WithJsonSchema(

@@ -144,6 +144,18 @@ async def test_create_free_item_with_whole_price(api: ApiClient) -> None:
     assert Decimal(response.json()["price"]) == 0
 
 
+@pytest.mark.parametrize(
+    ("price", "stored"),
+    [("9999999999.99", "9999999999.99"), (9999999999, "9999999999.00"), (7.0, "7.00")],
+)
+async def test_prices_take_decimal_strings_and_whole_numbers(
+    api: ApiClient, price: object, stored: str
+) -> None:
+    response = await api.post("/items", json=new_item("PRICED-1", price=price))
+    assert response.status_code == 201, response.text
+    assert response.json()["price"] == stored
+
+
 async def test_create_item_with_taken_sku_is_409(api: ApiClient, impl: str) -> None:
     response = await api.post("/items", json=new_item(str(item_row(2)["sku"])))
     details = assert_error(response, 409, "conflict")
