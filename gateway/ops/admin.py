@@ -85,20 +85,23 @@ def route_table(request: Request) -> RouteTable:
 
 Table = Annotated[RouteTable, Depends(route_table)]
 
-ADMIN_ERRORS = documented_responses(
-    {401: {"model": ErrorEnvelope, "description": "no admin token, or not a valid one"}},
-    methods={"GET"},
-    takes_input=True,
-    takes_body=False,
-    error_format="envelope",
-    map_database_errors=False,
+
+def admin_errors(own: dict[int, str], *, takes_body: bool) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for admin endpoints: their `own` errors and the gateway's, in the envelope."""
+    return documented_responses(
+        {status: {"model": ErrorEnvelope, "description": text} for status, text in own.items()},
+        methods=set(),
+        takes_input=True,
+        takes_body=takes_body,
+        error_format="envelope",
+        map_database_errors=False,
+    )
+
+
+ADMIN_ERRORS = admin_errors({401: "no admin token, or not a valid one"}, takes_body=False)
+WRITE_ERRORS = admin_errors(
+    {403: "this admin token may only read", 404: "no such route"}, takes_body=True
 )
-WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    403: {"model": ErrorEnvelope, "description": "this admin token may only read"},
-    404: {"model": ErrorEnvelope, "description": "no such route"},
-    400: {"model": ErrorEnvelope, "description": "the body could not be read"},
-    413: {"model": ErrorEnvelope, "description": "the request body is too large"},
-}
 
 router = APIRouter(
     prefix="/admin",

@@ -45,10 +45,6 @@ def flat_fields(dependant: Dependant) -> list[ModelField]:
     return [field for kind in PARAMETER_KINDS for field in fields(dependant, kind)]
 
 
-def flat_body(dependant: Dependant) -> list[ModelField]:
-    return fields(dependant, "body_params")
-
-
 def parameters(dependant: Dependant) -> dict[str, dict[str, str]]:
     """Each request parameter of the tree, by label, described attribute by attribute."""
     described: dict[str, dict[str, str]] = {}

@@ -39,7 +39,7 @@ from gateway.errors import ConfigurationError, ErrorFormat, cancelled_answer, in
 from gateway.impl import Impl
 from gateway.metrics.middleware import SCOPE_IMPL
 from gateway.metrics.registry import GatewayMetrics, measured_method
-from gateway.routing.contract import check_same_contract, flat_body, flat_fields
+from gateway.routing.contract import check_same_contract, fields, flat_fields
 from gateway.routing.keys import naming_differences, route_key, shape
 from gateway.routing.routes import api_routes, endpoint_name, entries, methods, rebuild
 
@@ -130,7 +130,7 @@ class RouteBuilder:
             dict(context.responses or {}),
             methods=set(methods(context)),
             takes_input=bool(flat_fields(dependant)),
-            takes_body=bool(flat_body(dependant)),
+            takes_body=bool(fields(dependant, "body_params")),
             error_format=self.error_format,
             map_database_errors=self.map_database_errors,
         )
