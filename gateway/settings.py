@@ -133,6 +133,14 @@ class Settings(BaseSettings):
     statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         default=30_000, description="PostgreSQL statement_timeout for both engines (0: none)"
     )
+    prepared_statements: bool = Field(
+        default=True,
+        description=(
+            "let both drivers keep named prepared statements on their connections; false: "
+            "every statement is parsed unnamed (one more round trip on asyncpg's lean path), "
+            "for poolers that hand a session's statements to other clients"
+        ),
+    )
     default_mode: Impl = Field(
         default="legacy",
         description="mode of a route that has both implementations and no mode set",

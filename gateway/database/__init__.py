@@ -4,7 +4,9 @@
     sessions    `SyncDB` / `AsyncDB`: sessions whose whole life is the endpoint call
     gates       admission to threads and connections: overload becomes quick 503s
     queries     async helpers for each idiom of the translation table
-    reads       lean reads by primary key, without the ORM
+    lean        Core statements compiled once per shape, run straight on asyncpg
+    reads       lean reads into a response schema: a row by key, a page with its total
+    writes      lean INSERT / UPDATE / DELETE ... RETURNING into a response schema
     extensions  PostgreSQL extensions a route needs (`require_extension`)
     timing      where the layer reports database and thread time (read by metrics)
     state       what the lifespan builds and every request reads

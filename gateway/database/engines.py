@@ -55,7 +55,10 @@ def async_url(database_url: str) -> URL:
 
 def sync_connect_args(settings: Settings) -> dict[str, Any]:
     options = f"-c statement_timeout={settings.statement_timeout_ms}"
-    return {"application_name": f"{APPLICATION_NAME}-sync", "options": options}
+    arguments: dict[str, Any] = {"application_name": f"{APPLICATION_NAME}-sync", "options": options}
+    if not settings.prepared_statements:
+        arguments["prepare_threshold"] = None  # psycopg prepares after 5 runs otherwise
+    return arguments
 
 
 def async_connect_args(settings: Settings) -> dict[str, Any]:
@@ -63,7 +66,20 @@ def async_connect_args(settings: Settings) -> dict[str, Any]:
         "application_name": f"{APPLICATION_NAME}-async",
         "statement_timeout": str(settings.statement_timeout_ms),
     }
-    return {"server_settings": server_settings}
+    arguments: dict[str, Any] = {"server_settings": server_settings}
+    if not settings.prepared_statements:
+        # asyncpg's own cache (the lean path) and SQLAlchemy's (the ORM path) both name
+        # their statements; an empty name is PostgreSQL's unnamed statement.
+        arguments.update(
+            statement_cache_size=0,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=unnamed_statement,
+        )
+    return arguments
+
+
+def unnamed_statement() -> str:
+    return ""
 
 
 def create_sync_engine(settings: Settings, database_url: str) -> Engine:

@@ -1,17 +1,33 @@
 """Async query helpers that keep a migrated route as short as the legacy code it replaces.
 
-Each helper is one idiom of the translation table (see README):
+Each helper is one idiom of the translation table (see README). The lean ones
+run one Core statement straight on asyncpg and answer the response schema
+(see `gateway.database.lean`); the ORM ones load or change objects through the
+session, for what the lean ones do not cover (relationships, ORM events,
+objects the route goes on working with):
 
-    db.query(M).get(id) or 404          -> await get_or_404(db, M, id)
-    ... only to answer it as schema S   -> await read_or_404(db, M, id, S)   (no ORM; see reads)
-    db.query(M).filter(...).all()       -> await list_page(db, select(M).where(...), ...)
-    db.query(M).filter(...).count()     -> await count(db, select(M).where(...))
-    db.add(obj); db.commit()            -> await create(db, obj)   (the session commits)
-    db.query(M).filter(...).update(v)   -> await update_where(db, M, ..., **v)
-    db.query(M).filter(...).delete()    -> await delete_where(db, M, ...)
+    legacy (Session)                          migrated (AsyncSession)                      path
+    db.query(M).get(id) or 404                await get_or_404(db, M, id)                  ORM
+    ... only to answer it as schema S         await read_or_404(db, M, id, S)              lean
+    q.order_by(..).limit(n).offset(k).all()   await read_page(db, select(M).where(..)      lean
+      and q.count()                             .order_by(..), S, limit=n, offset=k)
+    db.query(M).filter(...).all()             await list_page(db, select(M).where(...))    ORM
+    db.query(M).filter(...).count()           await count(db, select(M).where(...))        ORM
+    db.add(M(**v)); db.commit()               await insert_returning(db, M, v, S)          lean
+    db.add(obj); db.commit()                  await create(db, obj)                        ORM
+    q.filter(M.id == id).update(v); commit    await update_or_404(db, M, id, v, S)         lean
+    q.filter(...).update(v); db.commit()      await update_returning(db, M, ..., values=v, lean
+                                                schema=S)
+    q.filter(...).update(v)                   await update_where(db, M, ..., **v)          ORM
+    q.filter(M.id == id).delete(); commit     await delete_or_404(db, M, id)               lean
+    q.filter(...).delete(); db.commit()       await delete_returning(db, M, ...)           lean
+    q.filter(...).delete()                    await delete_where(db, M, ...)               ORM
 
-Helpers flush but never commit: the request's session commits once, after the
-endpoint returns, or rolls everything back if it raises.
+ORM helpers flush but never commit: the request's session commits once, after
+the endpoint returns, or rolls everything back if it raises. A lean write
+outside a transaction is its own transaction and commits when it returns (one
+round trip); several writes that must succeed together go inside
+`async with db.begin():`, where every helper joins the same transaction.
 """
 
 from __future__ import annotations
@@ -25,8 +41,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.interfaces import ORMOption
 
-from gateway.database.reads import read_one
+from gateway.database.reads import read_one, read_page
+from gateway.database.writes import (
+    delete_or_404,
+    delete_returning,
+    insert_returning,
+    update_or_404,
+    update_returning,
+)
 from gateway.errors import not_found
+
+__all__ = [
+    "count",
+    "create",
+    "delete_or_404",
+    "delete_returning",
+    "delete_where",
+    "first",
+    "get_or_404",
+    "insert_returning",
+    "list_page",
+    "read_or_404",
+    "read_page",
+    "update_or_404",
+    "update_returning",
+    "update_where",
+]
 
 M = TypeVar("M", bound=DeclarativeBase)
 S = TypeVar("S", bound=BaseModel)
