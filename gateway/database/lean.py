@@ -28,9 +28,9 @@ statement is parsed unnamed (one more round trip, no server-side state).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from asyncpg import PostgresError
@@ -97,17 +97,33 @@ class Shape:
 _shapes: LRUCache[Any, Shape] = LRUCache(SHAPES_KEPT)
 
 
+class Recipe(Protocol, Hashable):
+    """Builds the statement to run from the one a route wrote (a page from a query).
+
+    Equal recipes build equal statements from statements of one shape, so what
+    they build is compiled once per shape of what they are given.
+    """
+
+    def __call__(self, statement: Select[Any]) -> LeanStatement: ...
+
+
 def compiled_shape(
-    statement: LeanStatement, dialect: Dialect, given: Mapping[str, Any] | None = None
+    statement: LeanStatement,
+    dialect: Dialect,
+    given: Mapping[str, Any] | None = None,
+    recipe: Recipe | None = None,
 ) -> tuple[Shape, list[Any]]:
-    """`statement`'s shape, compiled on first use, and its positional values (or `given`)."""
+    """The shape of `statement` (or of what `recipe` makes of it), compiled on first use,
+    and the positional values: `statement`'s own, or `given` by name.
+    """
     cache_key = statement._generate_cache_key()
     if cache_key is None or cache_key.params:
         raise NotLean("the statement has no stable cache key")
-    key = (dialect.name, cache_key.key)
+    key = (dialect.name, recipe, cache_key.key)
     shape = _shapes.get(key)
     if shape is None:
-        shape = _shapes[key] = _shape(statement, dialect, cache_key)
+        built = statement if recipe is None else recipe(statement)  # type: ignore[arg-type]
+        shape = _shapes[key] = _shape(built, dialect, cache_key)
     return shape, shape.arguments(cache_key, given)
 
 
@@ -182,16 +198,22 @@ async def fetch_rows(
     values: Mapping[str, Any] | None = None,
     *,
     writes: bool,
+    recipe: Recipe | None = None,
 ) -> list[Row]:
-    """The rows `statement` returns (with `values` for its named parameters), as dicts."""
+    """The rows `statement` (or what `recipe` makes of it) returns, as dicts.
+
+    `values` fill the statement's named parameters (`bindparam("name")`).
+    """
     engine = db.bind
-    if not runs_alone(db, writes=writes) or not isinstance(engine, AsyncEngine):
-        return await _through_session(db, statement, values)
-    try:
-        shape, arguments = compiled_shape(statement, engine.dialect, values)
-    except NotLean:
-        return await _through_session(db, statement, values)
-    return await _fetch_alone(engine, shape, arguments)
+    if runs_alone(db, writes=writes) and isinstance(engine, AsyncEngine):
+        try:
+            shape, arguments = compiled_shape(statement, engine.dialect, values, recipe)
+        except NotLean:
+            pass
+        else:
+            return await _fetch_alone(engine, shape, arguments)
+    built = statement if recipe is None else recipe(statement)  # type: ignore[arg-type]
+    return await _through_session(db, built, values)
 
 
 async def _through_session(

@@ -10,6 +10,7 @@ session and sees the transaction's own writes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -22,6 +23,7 @@ from gateway.database.lean import fetch_rows
 S = TypeVar("S", bound=BaseModel)
 KEY_PARAMETER = "ident"
 TOTAL = "gateway_total"
+LIMIT_PARAMETER, OFFSET_PARAMETER = "page_limit", "page_offset"
 
 
 class UnreadableSchema(TypeError):
@@ -83,31 +85,34 @@ async def read_one(
     return schema.model_validate(rows[0]) if rows else None
 
 
-def page_select(
-    statement: Select[Any], schema: type[BaseModel], limit: int, offset: int
-) -> Select[Any]:
-    """`statement`'s page as `schema`'s columns, each row carrying the total in `TOTAL`.
+@dataclass(frozen=True)
+class PageOf:
+    """The recipe of a page: `schema`'s columns of a query's rows, each with the total.
 
     The total is an uncorrelated scalar subquery: PostgreSQL counts once per
     statement (an InitPlan), as cheaply as a separate count, in the same round
-    trip. `count(*) OVER ()` would read every matching row past the page.
+    trip. `count(*) OVER ()` would read every matching row past the page. The
+    limit and offset are named parameters, so one compiled page serves every page.
     """
-    model = selected_model(statement)
-    total = (
-        statement.with_only_columns(func.count(), maintain_column_froms=True)
-        .order_by(None)
-        .limit(None)
-        .offset(None)
-        .correlate(None)
-        .scalar_subquery()
-    )
-    return (
-        statement.with_only_columns(
-            *schema_columns(model, schema), total.label(TOTAL), maintain_column_froms=True
+
+    schema: type[BaseModel]
+
+    def __call__(self, statement: Select[Any]) -> Select[Any]:
+        model = selected_model(statement)
+        total = (
+            statement.with_only_columns(func.count(), maintain_column_froms=True)
+            .order_by(None)
+            .limit(None)
+            .offset(None)
+            .correlate(None)
+            .scalar_subquery()
         )
-        .limit(limit)
-        .offset(offset)
-    )
+        columns = schema_columns(model, self.schema)
+        return (
+            statement.with_only_columns(*columns, total.label(TOTAL), maintain_column_froms=True)
+            .limit(bindparam(LIMIT_PARAMETER))
+            .offset(bindparam(OFFSET_PARAMETER))
+        )
 
 
 def selected_model(statement: Select[Any]) -> type[DeclarativeBase]:
@@ -133,7 +138,8 @@ async def read_page(
 
     One round trip; a second one (the count alone) only for a page past the end.
     """
-    rows = await fetch_rows(db, page_select(statement, schema, limit, offset), writes=False)
+    values = {LIMIT_PARAMETER: limit, OFFSET_PARAMETER: offset}
+    rows = await fetch_rows(db, statement, values, writes=False, recipe=PageOf(schema))
     if rows:
         total = int(rows[0].pop(TOTAL))
         for row in rows[1:]:
