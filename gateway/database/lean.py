@@ -47,7 +47,7 @@ from gateway.database.sessions import DiscardingSession
 from gateway.database.timing import add_database_time
 
 Processor = Callable[[Any], Any]
-LeanStatement = Select[Any] | UpdateBase
+LeanStatement = Select[*tuple[Any, ...]] | UpdateBase
 Row = dict[str, Any]
 
 CONNECTION_LOST_STATES = ("08", "57P")
@@ -122,8 +122,7 @@ def compiled_shape(
     key = (dialect.name, recipe, cache_key.key)
     shape = _shapes.get(key)
     if shape is None:
-        built = statement if recipe is None else recipe(statement)  # type: ignore[arg-type]
-        shape = _shapes[key] = _shape(built, dialect, cache_key)
+        shape = _shapes[key] = _shape(_built(statement, recipe), dialect, cache_key)
     return shape, shape.arguments(cache_key, given)
 
 
@@ -205,15 +204,18 @@ async def fetch_rows(
     `values` fill the statement's named parameters (`bindparam("name")`).
     """
     engine = db.bind
-    if runs_alone(db, writes=writes) and isinstance(engine, AsyncEngine):
-        try:
-            shape, arguments = compiled_shape(statement, engine.dialect, values, recipe)
-        except NotLean:
-            pass
-        else:
-            return await _fetch_alone(engine, shape, arguments)
-    built = statement if recipe is None else recipe(statement)  # type: ignore[arg-type]
-    return await _through_session(db, built, values)
+    if not (runs_alone(db, writes=writes) and isinstance(engine, AsyncEngine)):
+        return await _through_session(db, _built(statement, recipe), values)
+    try:
+        shape, arguments = compiled_shape(statement, engine.dialect, values, recipe)
+    except NotLean:
+        async with db.begin():  # as if alone: finished, and a write committed, on return
+            return await _through_session(db, _built(statement, recipe), values)
+    return await _fetch_alone(engine, shape, arguments)
+
+
+def _built(statement: LeanStatement, recipe: Recipe | None) -> LeanStatement:
+    return statement if recipe is None else recipe(statement)  # type: ignore[arg-type]
 
 
 async def _through_session(

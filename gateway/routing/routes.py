@@ -7,9 +7,16 @@ its effective settings, so it reads them through
 `fastapi.routing.iter_route_contexts`, which yields each route as its
 inclusions make it, and builds one plain `APIRoute` from each.
 
+A rebuilt route serialises an instance of its response model as it is: FastAPI
+would validate it again first (pydantic passes an instance of the very class
+through, but still runs its model validators), a second validation of what the
+endpoint just built. Anything else, an ORM object or a dict, is validated as
+FastAPI always does, and the OpenAPI schema is FastAPI's own.
+
 This is the one module that relies on FastAPI beyond its documented API:
-`iter_route_contexts`, `RouteContext.original_route`, and FastAPI's habit of
-keeping every `APIRoute.__init__` argument as an attribute of the same name.
+`iter_route_contexts`, `RouteContext.original_route`, FastAPI's habit of
+keeping every `APIRoute.__init__` argument as an attribute of the same name,
+and the route handler reading `response_field.validate` and its serialisers.
 `rebuild` fails loudly, naming the argument, when a release breaks that habit;
 `pyproject.toml` pins FastAPI below the next minor release that could.
 """
@@ -17,11 +24,14 @@ keeping every `APIRoute.__init__` argument as an attribute of the same name.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 # Arguments whose value the gateway supplies itself instead of copying them.
@@ -71,6 +81,41 @@ def is_api_route_only(entry: Entry) -> bool:
     return bool(entry.api_routes) and not entry.others
 
 
+@dataclass(frozen=True)
+class BuiltResponseField:
+    """A route's response field that passes an instance of the response model through."""
+
+    field: Any  # FastAPI's ModelField
+    model: type[BaseModel]
+
+    def validate(
+        self, value: Any, values: dict[str, Any] | None = None, *, loc: tuple[Any, ...] = ()
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        if type(value) is self.model:
+            return value, []
+        validated: tuple[Any, list[dict[str, Any]]] = self.field.validate(
+            value, values or {}, loc=loc
+        )
+        return validated
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.field, name)
+
+
+class GatewayRoute(APIRoute):
+    """An `APIRoute` whose handler serialises its response model's instances unvalidated."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        field, model = self.response_field, self.response_model
+        if field is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return super().get_route_handler()
+        self.response_field = BuiltResponseField(field, model)  # type: ignore[assignment]
+        try:
+            return super().get_route_handler()
+        finally:
+            self.response_field = field
+
+
 def rebuild(
     source: RouteContext | APIRoute,
     endpoint: Callable[..., Any],
@@ -78,13 +123,13 @@ def rebuild(
     dependency_overrides_provider: Any,
     **changed: Any,
 ) -> APIRoute:
-    """A plain `APIRoute` with `source`'s effective path and settings, calling `endpoint`.
+    """A plain `GatewayRoute` with `source`'s effective path and settings, calling `endpoint`.
 
     `changed` replaces some of those settings (`responses`, say).
     """
     arguments = {name: _effective(source, name) for name in copied_arguments()}
     arguments.update(changed)
-    return APIRoute(
+    return GatewayRoute(
         str(source.path),
         endpoint,
         dependency_overrides_provider=dependency_overrides_provider,
