@@ -20,6 +20,8 @@ MEASURED = (
     ("classic_sync", "classic sync\n(session in handler)"),
     ("gateway_legacy", "gateway\nlegacy"),
     ("gateway_async", "gateway\nasync"),
+    ("router_legacy_mixed", "users router\nlegacy, mixed"),
+    ("router_async_mixed", "users router\nasync, mixed"),
 )
 
 

@@ -46,7 +46,7 @@ def counts(text: str) -> list[int]:
 def parser() -> argparse.ArgumentParser:
     described = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark GET /users/{id}: the article's apps, the gateway, its ceilings.",
+        description="Benchmark the users routes: the article's apps, the gateway, its ceilings.",
     )
     add = described.add_argument
     add("--database-url", help="a PostgreSQL server to use (default: a private embedded one)")

@@ -17,6 +17,7 @@ from psycopg import sql
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.pool import NullPool
 
+from bench.workloads import WRITTEN_PREFIX
 from demo.database import install as upgrade
 from gateway.database.engines import sync_url
 from gateway.ops.embedded import start_server
@@ -82,6 +83,15 @@ def prepare(url: str, users: int) -> None:
         engine.dispose()
     execute(url, "VACUUM ANALYZE")
     logger.info("seeded %s", counts)
+
+
+def forget_written_users(url: str) -> None:
+    """Delete the users benchmark runs created, and vacuum: the next run sees the seeded table."""
+    execute(
+        url,
+        sql.SQL("DELETE FROM users WHERE email LIKE {}").format(sql.Literal(WRITTEN_PREFIX + "%")),
+    )
+    execute(url, "VACUUM ANALYZE users")
 
 
 def find_pgbench() -> str | None:

@@ -1,11 +1,11 @@
-"""Load generators: wrk with the bench Lua script on 127.0.0.1, and pgbench for the database."""
+"""Load generators: wrk with a bench Lua script on 127.0.0.1, and pgbench for the database."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,10 @@ from typing import Any
 from bench.database import plain
 from bench.machine import Pinning
 from bench.servers import HOST
+from bench.workloads import Workload
 
 LUA_SCRIPT = Path(__file__).with_name("load.lua")
+ROUTER_SCRIPT = Path(__file__).with_name("router.lua")
 TIMEOUT_SECONDS = 10
 RESULT_PREFIX = "BENCH_RESULT "
 EXTRA_WAIT_SECONDS = 60
@@ -23,6 +25,18 @@ PGBENCH_QUERY = "SELECT id, email, name, is_active, created_at FROM users WHERE 
 
 class LoadFailed(RuntimeError):
     """The load generator did not run to the end or printed no result."""
+
+
+@dataclass
+class OperationLoad:
+    """One operation of a router.lua workload: its matched answers and their latency."""
+
+    rps: float
+    answers: int
+    non2xx: int = 0
+    empty_pages: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
 
 
 @dataclass
@@ -43,6 +57,23 @@ class Load:
     max_ms: float | None = None
     generator_p99_ms: float | None = None
     impls: dict[str, int] = field(default_factory=dict)
+    collisions: int = 0
+    operations: dict[str, OperationLoad] = field(default_factory=dict)
+
+
+def operations_from_lua(values: Mapping[str, Any]) -> dict[str, OperationLoad]:
+    """router.lua's per-operation figures, by operation name; none from load.lua."""
+    return {
+        str(name): OperationLoad(
+            rps=float(figures["rate"]),
+            answers=int(figures["answers"]),
+            non2xx=int(figures["non2xx"]),
+            empty_pages=int(figures["empty_pages"]),
+            p50_ms=figures["p50_ms"],
+            p99_ms=figures["p99_ms"],
+        )
+        for name, figures in sorted(values.get("operations", {}).items())
+    }
 
 
 def from_lua(values: dict[str, Any]) -> Load:
@@ -63,12 +94,17 @@ def from_lua(values: dict[str, Any]) -> Load:
         max_ms=values["max_ms"],
         generator_p99_ms=values["wrk_p99_ms"],
         impls={str(key): int(value) for key, value in values["impls"].items()},
+        collisions=int(values.get("collisions", 0)),
+        operations=operations_from_lua(values),
     )
 
 
 @dataclass(frozen=True)
 class WrkRun:
-    """One wrk invocation: `warmup` + `duration` seconds on the same connections."""
+    """One wrk invocation: `warmup` + `duration` seconds on the same connections.
+
+    load.lua asks for `path`; with a `workload`, router.lua drives it instead.
+    """
 
     wrk: str
     port: int
@@ -77,12 +113,18 @@ class WrkRun:
     duration: int
     warmup: int
     max_id: int
+    workload: Workload | None = None
+
+    def script_and_arguments(self) -> tuple[Path, list[str]]:
+        if self.workload is None:
+            return LUA_SCRIPT, [self.path, str(self.warmup), str(self.max_id)]
+        return ROUTER_SCRIPT, self.workload.arguments(self.warmup, self.max_id)
 
     def command(self, pinning: Pinning) -> list[str]:
         threads = min(pinning.load_threads(), self.connections)
         options = f"-t {threads} -c {self.connections} -d {self.warmup + self.duration}s"
-        script = ["-s", str(LUA_SCRIPT), f"http://{HOST}:{self.port}", "--"]
-        arguments = [self.path, str(self.warmup), str(self.max_id)]
+        lua, arguments = self.script_and_arguments()
+        script = ["-s", str(lua), f"http://{HOST}:{self.port}", "--"]
         timeout = f"--timeout {TIMEOUT_SECONDS}s"
         return [
             *pinning.load_prefix(),
@@ -119,7 +161,10 @@ def parse_result(stdout: str, stderr: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PgbenchRun:
-    """The same lookup straight on PostgreSQL, prepared, from `clients` connections."""
+    """Statements straight on PostgreSQL, prepared, from `clients` connections.
+
+    `scripts` are (pgbench script, weight); by default the lookup by id.
+    """
 
     pgbench: str
     database_url: str
@@ -127,14 +172,22 @@ class PgbenchRun:
     duration: int
     warmup: int
     max_id: int
+    scripts: tuple[tuple[str, int], ...] = ()
+
+    def script_files(self, work_dir: Path) -> list[str]:
+        scripts = self.scripts or ((f"\\set id random(1, {self.max_id})\n{PGBENCH_QUERY}\n", 1),)
+        files = []
+        for number, (text, weight) in enumerate(scripts):
+            script = work_dir / f"script{number}.sql"
+            script.write_text(text)
+            files += ["-f", f"{script}@{weight}"]
+        return files
 
     def run(self, pinning: Pinning, work_dir: Path) -> Load:
-        script = work_dir / "lookup.sql"
-        script.write_text(f"\\set id random(1, {self.max_id})\n{PGBENCH_QUERY}\n")
         prefix = work_dir / "pgbench_log"
         options = f"-n -M prepared -c {self.clients} -j {min(2, self.clients)}"
         options += f" -T {self.warmup + self.duration}"
-        files = ["-f", str(script), "--log", f"--log-prefix={prefix}"]
+        files = [*self.script_files(work_dir), "--log", f"--log-prefix={prefix}"]
         command = [
             *pinning.load_prefix(),
             self.pgbench,

@@ -16,13 +16,18 @@ HEADER = (
     "| configuration | conns | req/s | spread | p50 ms | p99 ms | p99 spread | errors "
     "| unanswered | > 2 s | DB busy/open | RSS MB | notes |"
 )
+OPERATIONS_HEADER = (
+    "| configuration | conns | operation | req/s | timed answers | non-2xx | empty pages "
+    "| p50 ms | p99 ms |"
+)
 READING = """\
 How to read the tables: **req/s** counts answers in the measured window only (after the
 warm-up, which runs on the same connections). **p50/p99** are real per-request latencies: the
-wrk script stamps each request when it is sent and matches the answer by the id it carries, so
-neither wrk's coordinated-omission correction nor starved connections hide in them. **errors**
-are socket errors, answers slower than the 10 s timeout and non-2xx answers. **unanswered**
-counts connections that got no answer at all in the measured window. **> 2 s** is the share of
+wrk script stamps each request when it is sent and matches the answer by the id it carries (in
+the router scenario: the id, the list page's offset or the POSTed email), so neither wrk's
+coordinated-omission correction nor starved connections hide in them. **errors** are socket
+errors, answers slower than the 10 s timeout and non-2xx answers. **unanswered** counts
+connections that got no answer at all in the measured window. **> 2 s** is the share of
 answers that took longer than 2 s. **DB busy/open** are the peak numbers of non-idle and of all
 connections to the benchmark database (sampled every 0.25 s), **RSS** the peak resident memory
 of the server's whole process tree. Figures are medians of the rounds; spreads are min-max over
@@ -77,6 +82,35 @@ def row(summary: Summary) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def operation_rows(summary: Summary) -> list[str]:
+    rows = []
+    for name, operation in summary.operations.items():
+        cells = [
+            f"`{summary.configuration}`",
+            str(summary.connections),
+            name,
+            number(operation.rps),
+            number(operation.answers),
+            number(operation.non2xx),
+            number(operation.empty_pages),
+            number(operation.p50_ms, 1),
+            number(operation.p99_ms, 1),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def operations_table(found: list[Summary]) -> list[str]:
+    """Per-operation medians of the configurations that mix operations; none if none does."""
+    mixed = [summary for summary in found if len(summary.operations) > 1]
+    if not mixed:
+        return []
+    lines = ["Per operation, in the mixed workloads:", "", OPERATIONS_HEADER, "|" + "---|" * 9]
+    for summary in mixed:
+        lines += operation_rows(summary)
+    return [*lines, ""]
+
+
 def scenario_section(name: str, summaries: Summaries) -> list[str]:
     scenario = SCENARIOS[name]
     lines = [f"## {scenario.title}", "", scenario.question, ""]
@@ -86,7 +120,7 @@ def scenario_section(name: str, summaries: Summaries) -> list[str]:
     order = {config: index for index, config in enumerate(scenario.configurations)}
     found = [summary for (config, _), summary in summaries.items() if config in order]
     found.sort(key=lambda summary: (summary.connections, order[summary.configuration]))
-    return [*lines, *(row(summary) for summary in found), ""]
+    return [*lines, *(row(summary) for summary in found), "", *operations_table(found)]
 
 
 def targets_section(verdicts: list[Verdict]) -> list[str]:

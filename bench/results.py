@@ -51,6 +51,18 @@ def median(values: list[float | None]) -> float | None:
 
 
 @dataclass
+class OperationSummary:
+    """One operation of a router workload, over the rounds: medians."""
+
+    rps: float | None
+    answers: float | None
+    non2xx: float | None
+    empty_pages: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass
 class Summary:
     """A configuration at one connection count, over its rounds."""
 
@@ -74,6 +86,7 @@ class Summary:
     background_rps: float | None
     impl_share: dict[str, float] = field(default_factory=dict)
     details: list[str] = field(default_factory=list)
+    operations: dict[str, OperationSummary] = field(default_factory=dict)
 
     @property
     def served_nothing(self) -> bool:
@@ -111,6 +124,7 @@ def summarise(runs: list[RunResult]) -> Summary:
         background_rps=median([run.background.rps for run in runs if run.background]),
         impl_share=impl_share(loads),
         details=sorted({run.detail for run in runs if run.detail}),
+        operations=operations(loads),
     )
 
 
@@ -126,6 +140,23 @@ def impl_share(loads: list[Load]) -> dict[str, float]:
             totals[impl] = totals.get(impl, 0) + count
     answered = sum(totals.values())
     return {impl: count / answered for impl, count in sorted(totals.items())} if answered else {}
+
+
+def operations(loads: list[Load]) -> dict[str, OperationSummary]:
+    """Each operation's medians over the rounds that measured it."""
+    names = sorted({name for load in loads for name in load.operations})
+    summaries = {}
+    for name in names:
+        found = [load.operations[name] for load in loads if name in load.operations]
+        summaries[name] = OperationSummary(
+            rps=median([operation.rps for operation in found]),
+            answers=median([float(operation.answers) for operation in found]),
+            non2xx=median([float(operation.non2xx) for operation in found]),
+            empty_pages=median([float(operation.empty_pages) for operation in found]),
+            p50_ms=median([operation.p50_ms for operation in found]),
+            p99_ms=median([operation.p99_ms for operation in found]),
+        )
+    return summaries
 
 
 def summarise_all(runs: list[RunResult]) -> dict[tuple[str, int], Summary]:

@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.database import BenchDatabase
+from bench.database import BenchDatabase, forget_written_users
 from bench.load import Load, LoadFailed, PgbenchRun, WrkRun
 from bench.machine import Pinning
 from bench.results import FAILED, OK, RunResult, judged
 from bench.sampling import sampling
 from bench.scenarios import BACKGROUND_CONNECTIONS, USERS_PATH, Configuration
 from bench.servers import Server, ServerFailed, current_mode, running
+from bench.workloads import Workload, pgbench_scripts, run_nonce
 
 SETTLE_SECONDS = 1.0
 STARTUP_ESTIMATE_SECONDS = 4.0
@@ -86,13 +87,16 @@ def run_plan(
 
 def run_one(bench: Bench, config: Configuration, connections: int, round_number: int) -> RunResult:
     """One measurement on a freshly started server (or pgbench)."""
-    if config.pgbench:
-        return run_pgbench(bench, connections, round_number)
     try:
+        if config.pgbench:
+            return run_pgbench(bench, config, connections, round_number)
         with running(config, bench.database.url, bench.pinning, bench.logs) as server:
             return measure(bench, config, server, connections, round_number)
     except ServerFailed as error:
         return RunResult(config.name, connections, round_number, FAILED, str(error))
+    finally:
+        if config.workload is not None:  # every run starts from the seeded table
+            forget_written_users(bench.database.url)
 
 
 def measure(
@@ -101,7 +105,14 @@ def measure(
     plan = bench.plan
     time.sleep(SETTLE_SECONDS)
     main = WrkRun(
-        bench.wrk, server.port, USERS_PATH, connections, plan.duration, plan.warmup, plan.users
+        bench.wrk,
+        server.port,
+        USERS_PATH,
+        connections,
+        plan.duration,
+        plan.warmup,
+        plan.users,
+        workload(config, connections, round_number),
     )
     background = None
     if config.background_path is not None:
@@ -120,7 +131,7 @@ def measure(
         except LoadFailed as error:
             return RunResult(config.name, connections, round_number, FAILED, str(error))
     detail = ""
-    if config.mode and current_mode(server, config.mode_body) is False:
+    if config.mode and current_mode(server, config.mode_body, config.routes) is False:
         detail = "the route left its mode during the run (automatic canary rollback?)"
     result = RunResult(
         config.name,
@@ -137,6 +148,12 @@ def measure(
     return judged(result)
 
 
+def workload(config: Configuration, connections: int, round_number: int) -> Workload | None:
+    if config.workload is None:
+        return None
+    return Workload(config.workload, run_nonce(config.name, connections, round_number, time.time()))
+
+
 def drive(main: WrkRun, background: WrkRun | None, pinning: Pinning) -> tuple[Load, Load | None]:
     """Run `main`'s load, with `background`'s at the same time when there is one."""
     behind = background.start(pinning) if background else None
@@ -149,26 +166,35 @@ def drive(main: WrkRun, background: WrkRun | None, pinning: Pinning) -> tuple[Lo
             behind.wait()
 
 
-def run_pgbench(bench: Bench, connections: int, round_number: int) -> RunResult:
-    """The lookup on PostgreSQL itself, from at most 64 database connections."""
+def run_pgbench(
+    bench: Bench, config: Configuration, connections: int, round_number: int
+) -> RunResult:
+    """`config`'s statements on PostgreSQL itself, from at most 64 database connections."""
     database, plan = bench.database, bench.plan
     clients = min(connections, PGBENCH_CLIENTS)
     if database.pgbench is None:
-        return RunResult("pgbench", clients, round_number, FAILED, "pgbench is not installed")
+        return RunResult(config.name, clients, round_number, FAILED, "pgbench is not installed")
     time.sleep(SETTLE_SECONDS)
+    scripts = () if config.workload is None else pgbench_scripts(config.workload, plan.users)
     run = PgbenchRun(
-        database.pgbench, database.url, clients, plan.duration, plan.warmup, plan.users
+        database.pgbench,
+        database.url,
+        clients,
+        plan.duration,
+        plan.warmup,
+        plan.users,
+        tuple(scripts),
     )
     work_dir = Path(tempfile.mkdtemp(prefix="pgbench-", dir=bench.logs))
     with sampling(database.url, database.name, None) as peaks:
         try:
             load = run.run(bench.pinning, work_dir)
         except LoadFailed as error:
-            return RunResult("pgbench", clients, round_number, FAILED, str(error))
+            return RunResult(config.name, clients, round_number, FAILED, str(error))
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
     result = RunResult(
-        "pgbench",
+        config.name,
         clients,
         round_number,
         OK,

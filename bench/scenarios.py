@@ -1,4 +1,4 @@
-"""What is measured: the configurations serving `GET /users/{id}`, grouped into scenarios."""
+"""What is measured: the configurations serving the users routes, grouped into scenarios."""
 
 from __future__ import annotations
 
@@ -9,12 +9,30 @@ SLOW_LEGACY_PATH = "/slow"
 SLOW_LEGACY_APP = "bench.apps.gateway_slow_legacy:app"
 GATEWAY_APP = "demo.app:app"
 USERS_ROUTE = "GET /users/{user_id}"
+USERS_ROUTES = (
+    "GET /users",
+    USERS_ROUTE,
+    "POST /users",
+    "PATCH /users/{user_id}",
+    "DELETE /users/{user_id}",
+)
 BACKGROUND_CONNECTIONS = 64
+ROUTER_WORKLOADS = {
+    "mixed": "40 % GET by id, 30 % list pages (some filtered), 20 % PATCH, 10 % POST",
+    "get": "GET /users/{id} alone",
+    "list": "list pages alone (GET /users?limit=20&offset=N, some filtered)",
+    "patch": "PATCH /users/{id} alone",
+    "post": "POST /users alone",
+}
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """One server setup under load; `mode` is the route mode set through the admin API."""
+    """One server setup under load.
+
+    `mode` is the mode every route in `routes` is put in through the admin API; with a
+    `workload`, router.lua drives that workload instead of load.lua's `GET /users/{id}`.
+    """
 
     name: str
     label: str
@@ -24,6 +42,9 @@ class Configuration:
     mode: tuple[tuple[str, object], ...] = ()
     background_path: str | None = None
     pgbench: bool = False
+    routes: tuple[str, ...] = (USERS_ROUTE,)
+    workload: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def mode_body(self) -> dict[str, object]:
@@ -61,6 +82,49 @@ def gateway(
     )
 
 
+def router(
+    implementation: str, workload: str, *, suffix: str = "", note: str = "", **env: str
+) -> Configuration:
+    """The demo app with every users route in `implementation`'s mode, under `workload`."""
+    return Configuration(
+        f"router_{implementation}_{workload}{suffix}",
+        f"users router, every route {implementation}{note}: {ROUTER_WORKLOADS[workload]}",
+        GATEWAY_APP,
+        gateway=True,
+        mode=(("mode", implementation),),
+        routes=USERS_ROUTES,
+        workload=workload,
+        env=tuple(env.items()),
+    )
+
+
+def database_alone(workload: str) -> Configuration:
+    """PostgreSQL itself running the statements the lean path sends for `workload`."""
+    return Configuration(
+        f"pgbench_{workload}",
+        f"ceiling: PostgreSQL itself, the lean path's statements: {ROUTER_WORKLOADS[workload]}",
+        None,
+        pgbench=True,
+        workload=workload,
+    )
+
+
+ROUTER_CONFIGURATIONS = (
+    *(
+        router(implementation, workload)
+        for workload in ROUTER_WORKLOADS
+        for implementation in ("legacy", "async")
+    ),
+    router(
+        "async",
+        "mixed",
+        suffix="_unprepared",
+        note=" without named prepared statements",
+        GATEWAY_PREPARED_STATEMENTS="false",
+    ),
+    *(database_alone(workload) for workload in ROUTER_WORKLOADS),
+)
+
 CONFIGURATIONS: dict[str, Configuration] = {
     config.name: config
     for config in (
@@ -97,6 +161,7 @@ CONFIGURATIONS: dict[str, Configuration] = {
         gateway("serve_legacy_2", "gateway serve --workers 2, legacy", "legacy", workers=2),
         gateway("serve_async_1", "gateway serve --workers 1, async", "async", workers=1),
         gateway("serve_async_2", "gateway serve --workers 2, async", "async", workers=2),
+        *ROUTER_CONFIGURATIONS,
     )
 }
 
@@ -159,6 +224,13 @@ SCENARIOS: dict[str, Scenario] = {
             "8. Scale: one worker or two",
             "Does a second worker process add throughput?",
             ("serve_legacy_1", "serve_legacy_2", "serve_async_1", "serve_async_2"),
+        ),
+        Scenario(
+            "router",
+            "9. A whole router: the users routes, legacy vs async",
+            "With every users route migrated, does the gain hold under reads and writes? "
+            "Each answer is matched to its request by the id, offset or email it carries.",
+            tuple(config.name for config in ROUTER_CONFIGURATIONS),
         ),
     )
 }

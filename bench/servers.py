@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +74,7 @@ def server_env(config: Configuration, database_url: str) -> dict[str, str]:
         env["GATEWAY_LOG_LEVEL"] = "WARNING"
         env["GATEWAY_ADMIN_TOKENS"] = json.dumps({"bench": ADMIN_TOKEN})
         env["GATEWAY_ROLLBACK_MIN_REQUESTS"] = str(NEVER_JUDGED)
+    env.update(config.env)
     return env
 
 
@@ -140,33 +141,50 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def set_mode(server: Server, body: Mapping[str, object], workers: int) -> None:
-    """Put the route in `body`'s mode through the admin API and wait until every worker has it."""
-    url = f"{server.base_url}/admin/routes/{quote(USERS_ROUTE, safe='')}"
-    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-    response = httpx.put(url, json={**body, "reason": "benchmark"}, headers=headers, timeout=10)
-    if response.status_code != 200:
-        raise ServerFailed(f"admin API refused the mode: {response.status_code} {response.text}")
+def set_mode(
+    server: Server,
+    body: Mapping[str, object],
+    workers: int,
+    routes: Sequence[str] = (USERS_ROUTE,),
+) -> None:
+    """Put each of `routes` in `body`'s mode through the admin API; wait until every worker has."""
+    for route in routes:
+        put_mode(server, route, body)
     wanted = {key: body[key] for key in ("mode", "percent", "primary") if key in body}
     deadline = time.monotonic() + MODE_SECONDS
     agreeing = 0
     while agreeing < 4 * workers:
         if time.monotonic() > deadline:
             raise ServerFailed(f"workers did not all switch to {wanted} in {MODE_SECONDS:.0f} s")
-        agreeing = agreeing + 1 if current_mode(server, wanted) else 0
+        agreeing = agreeing + 1 if current_mode(server, wanted, routes) else 0
         time.sleep(0.05)
 
 
-def current_mode(server: Server, wanted: Mapping[str, object]) -> bool | None:
-    """Whether a fresh connection (any worker) reports `wanted`'s mode; None if none answers."""
+def put_mode(server: Server, route: str, body: Mapping[str, object]) -> None:
+    url = f"{server.base_url}/admin/routes/{quote(route, safe='')}"
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = httpx.put(url, json={**body, "reason": "benchmark"}, headers=headers, timeout=10)
+    if response.status_code != 200:
+        raise ServerFailed(
+            f"admin API refused the mode of {route}: {response.status_code} {response.text}"
+        )
+
+
+def current_mode(
+    server: Server, wanted: Mapping[str, object], routes: Sequence[str] = (USERS_ROUTE,)
+) -> bool | None:
+    """Whether a fresh connection (any worker) reports `wanted`'s mode for every one of `routes`.
+
+    None if no worker answers.
+    """
     try:
         headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
         with httpx.Client(base_url=server.base_url, timeout=5, headers=headers) as client:
-            routes = client.get("/admin/routes").json()
+            listed = client.get("/admin/routes").json()
     except httpx.HTTPError:
         return None
-    route = next(route for route in routes if route["route"] == USERS_ROUTE)
-    return all(route.get(key) == value for key, value in wanted.items())
+    modes = {route["route"]: route for route in listed}
+    return all(modes[route].get(key) == value for route in routes for key, value in wanted.items())
 
 
 @contextmanager
@@ -189,7 +207,7 @@ def running(
     try:
         wait_until_ready(server)
         if config.mode:
-            set_mode(server, config.mode_body, config.workers or 1)
+            set_mode(server, config.mode_body, config.workers or 1, config.routes)
         yield server
     finally:
         stop(process)

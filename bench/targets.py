@@ -94,6 +94,54 @@ def all_answered(summaries: Summaries, config: str, level: int) -> Verdict:
     return Verdict(target, level, measured, passed)
 
 
+def none_unanswered(summaries: Summaries, config: str, level: int) -> Verdict:
+    target = f"{config}: every connection answered"
+    summary = summaries.get((config, level))
+    if not usable(summary):
+        return Verdict(target, level, "-", None)
+    assert summary is not None
+    measured = f"{summary.unanswered or 0:.0f} unanswered"
+    return Verdict(target, level, measured, not summary.served_nothing and summary.unanswered == 0)
+
+
+# workload, lowest async / legacy ratio, whether it must also be free of errors
+ROUTER_RATIOS = (
+    ("mixed", 2.5, True),
+    ("list", 2.5, False),
+    ("patch", 2.0, False),
+    ("post", 2.0, False),
+)
+
+
+def router_ratio(
+    summaries: Summaries, workload: str, minimum: float, clean: bool, level: int
+) -> Verdict:
+    target = f"router async >= {minimum}x router legacy, {workload}"
+    return ratio_target(
+        summaries,
+        target + (", 0 errors" if clean else ""),
+        f"router_async_{workload}",
+        f"router_legacy_{workload}",
+        level,
+        minimum,
+        clean=clean,
+    )
+
+
+def router_targets(summaries: Summaries, levels: list[int]) -> list[Verdict]:
+    """The whole users router: async over legacy per workload, and the mixed load fully answered."""
+    ratios = [
+        router_ratio(summaries, workload, minimum, clean, level)
+        for workload, minimum, clean in ROUTER_RATIOS
+        for level in levels
+    ]
+    answered = [
+        none_unanswered(summaries, f"router_{impl}_mixed", max(levels))
+        for impl in ("legacy", "async")
+    ]
+    return ratios + answered
+
+
 def judge(summaries: Summaries, levels: list[int]) -> list[Verdict]:
     """Every target, at the connection counts it names (lowest and highest of this run)."""
     low, high = min(levels), max(levels)
@@ -196,5 +244,6 @@ def judge(summaries: Summaries, levels: list[int]) -> list[Verdict]:
             )
             for level in levels
         ),
+        *router_targets(summaries, levels),
     ]
     return verdicts
