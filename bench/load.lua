@@ -9,23 +9,12 @@
 -- was sent before the measured window began is a connection that got no answer in it.
 -- done() prints one line: BENCH_RESULT {json}.
 
-local ffi = require("ffi")
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-int clock_gettime(int clock_id, bench_timespec *tp);
-]]
-local CLOCK_MONOTONIC = 1
-local clock = ffi.new("bench_timespec")
-local BUCKETS_PER_E = 200 -- histogram buckets: 0.5 % wide
-local SLOW_US = 2e6
+local shared = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "wrk_shared.lua")
+local now_us, percentile, number, object = shared.now_us, shared.percentile, shared.number, shared.object
+local SLOW_US = shared.SLOW_US
 local ID_TRIES = 64
 
 local threads = {}
-
-local function now_us()
-  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
-  return tonumber(clock.tv_sec) * 1e6 + tonumber(clock.tv_nsec) / 1e3
-end
 
 function setup(thread)
   table.insert(threads, thread)
@@ -81,7 +70,7 @@ local function record(latency)
   if latency > max_us then
     max_us = latency
   end
-  local bucket = math.floor(math.log(math.max(latency, 1)) * BUCKETS_PER_E)
+  local bucket = shared.bucket_of(latency)
   histogram[bucket] = (histogram[bucket] or 0) + 1
 end
 
@@ -112,40 +101,6 @@ function response(status, headers, body)
   else
     record(now - stamp)
   end
-end
-
-local function percentile(buckets, total, fraction)
-  if total == 0 then
-    return nil
-  end
-  local keys = {}
-  for bucket in pairs(buckets) do
-    table.insert(keys, bucket)
-  end
-  table.sort(keys)
-  local wanted, seen = fraction * total, 0
-  for _, bucket in ipairs(keys) do
-    seen = seen + buckets[bucket]
-    if seen >= wanted then
-      return math.exp((bucket + 0.5) / BUCKETS_PER_E) / 1e3
-    end
-  end
-  return math.exp((keys[#keys] + 0.5) / BUCKETS_PER_E) / 1e3
-end
-
-local function number(value)
-  if value == nil then
-    return "null"
-  end
-  return string.format("%.6g", value)
-end
-
-local function object(fields)
-  local parts = {}
-  for key, value in pairs(fields) do
-    table.insert(parts, string.format("%q:%s", key, value))
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
 end
 
 function done(summary, latency, requests)

@@ -20,15 +20,9 @@
 -- live in flat tables (answered_by, failed_by, empty_by, histogram_<operation>): wrk's
 -- thread:get() crashes on nested tables. empty_pages counts list answers without items.
 
-local ffi = require("ffi")
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-int clock_gettime(int clock_id, bench_timespec *tp);
-]]
-local CLOCK_MONOTONIC = 1
-local clock = ffi.new("bench_timespec")
-local BUCKETS_PER_E = 200 -- histogram buckets: 0.5 % wide
-local SLOW_US = 2e6
+local shared = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "wrk_shared.lua")
+local now_us, percentile, number, object = shared.now_us, shared.percentile, shared.number, shared.object
+local SLOW_US = shared.SLOW_US
 local TAG_TRIES = 64
 local PAGE = 20
 local OPERATIONS = { "get", "list", "patch", "post" }
@@ -43,11 +37,6 @@ local FIRST_NAMES = { "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Fr
 local LAST_NAMES = { "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Thompson" }
 
 local threads = {}
-
-local function now_us()
-  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
-  return tonumber(clock.tv_sec) * 1e6 + tonumber(clock.tv_nsec) / 1e3
-end
 
 local function literal(text)
   return (string.gsub(text, "%p", "%%%0"))
@@ -192,10 +181,6 @@ local function claimed(body)
   return nil, nil
 end
 
-local function bucket_of(latency)
-  return math.floor(math.log(math.max(latency, 1)) * BUCKETS_PER_E)
-end
-
 local function record(operation, latency, failed, empty)
   if latency > SLOW_US then
     slow = slow + 1
@@ -203,7 +188,7 @@ local function record(operation, latency, failed, empty)
   if latency > max_us then
     max_us = latency
   end
-  local bucket = bucket_of(latency)
+  local bucket = shared.bucket_of(latency)
   histogram[bucket] = (histogram[bucket] or 0) + 1
   local operation_histogram = _G["histogram_" .. operation]
   operation_histogram[bucket] = (operation_histogram[bucket] or 0) + 1
@@ -237,40 +222,6 @@ function response(status, headers, body)
   else
     record(operation, now - sent, failed, string.find(body, '"items":%s*%[%s*%]') ~= nil)
   end
-end
-
-local function percentile(buckets, total, fraction)
-  if total == 0 then
-    return nil
-  end
-  local keys = {}
-  for bucket in pairs(buckets) do
-    table.insert(keys, bucket)
-  end
-  table.sort(keys)
-  local wanted, seen = fraction * total, 0
-  for _, bucket in ipairs(keys) do
-    seen = seen + buckets[bucket]
-    if seen >= wanted then
-      return math.exp((bucket + 0.5) / BUCKETS_PER_E) / 1e3
-    end
-  end
-  return math.exp((keys[#keys] + 0.5) / BUCKETS_PER_E) / 1e3
-end
-
-local function number(value)
-  if value == nil then
-    return "null"
-  end
-  return string.format("%.6g", value)
-end
-
-local function object(fields)
-  local parts = {}
-  for key, value in pairs(fields) do
-    table.insert(parts, string.format("%q:%s", key, value))
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
 end
 
 local function add_counts(into, from)
