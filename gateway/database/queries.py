@@ -9,6 +9,7 @@ objects the route goes on working with):
     legacy (Session)                          migrated (AsyncSession)                      path
     db.query(M).get(id) or 404                await get_or_404(db, M, id)                  ORM
     ... only to answer it as schema S         await read_or_404(db, M, id, S)              lean
+                                              or read_one(...), None when there is no row
     q.order_by(..).limit(n).offset(k).all()   await read_page(db, select(M).where(..)      lean
       and q.count()                             .order_by(..), S, limit=n, offset=k)
     db.query(M).filter(...).all()             await list_page(db, select(M).where(...))    ORM
@@ -61,6 +62,7 @@ __all__ = [
     "get_or_404",
     "insert_returning",
     "list_page",
+    "read_one",
     "read_or_404",
     "read_page",
     "update_or_404",

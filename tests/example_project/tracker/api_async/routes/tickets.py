@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException
 from sqlalchemy import select
 
 from gateway import AsyncDB
+from gateway.database.queries import read_one, update_returning
 from tracker.api_async.deps import ProjectDep
 from tracker.models import Ticket
 from tracker.schemas import TicketRead, TicketUpdate
@@ -24,20 +25,21 @@ async def list_tickets(
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketRead)
-async def read_ticket(ticket_id: int, session: AsyncDB) -> Ticket:
-    ticket = await session.get(Ticket, ticket_id)
+async def read_ticket(ticket_id: int, session: AsyncDB) -> TicketRead:
+    ticket = await read_one(session, Ticket, ticket_id, TicketRead)
     if ticket is None:
         raise HTTPException(status_code=404, detail="ticket not found")
     return ticket
 
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead)
-async def update_ticket(ticket_id: int, body: TicketUpdate, session: AsyncDB) -> Ticket:
-    ticket = await session.get(Ticket, ticket_id)
-    if ticket is None:
+async def update_ticket(ticket_id: int, body: TicketUpdate, session: AsyncDB) -> TicketRead:
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return await read_ticket(ticket_id, session)
+    updated = await update_returning(
+        session, Ticket, Ticket.id == ticket_id, values=changes, schema=TicketRead
+    )
+    if not updated:
         raise HTTPException(status_code=404, detail="ticket not found")
-    for name, value in body.model_dump(exclude_unset=True).items():
-        setattr(ticket, name, value)
-    await session.flush()
-    await session.refresh(ticket)
-    return ticket
+    return updated[0]
