@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -25,8 +26,15 @@ from gateway.database.queries import create, read_or_404
 from gateway.database.reads import read_one, read_page
 from gateway.database.sessions import DiscardingSession
 from gateway.database.state import gateway_state
-from gateway.database.writes import delete_returning, insert_returning, update_returning
-from gateway.errors import constraint_name
+from gateway.database.timing import RequestTimes, current_times
+from gateway.database.writes import (
+    delete_or_404,
+    delete_returning,
+    insert_returning,
+    update_or_404,
+    update_returning,
+)
+from gateway.errors import NotFound, constraint_name
 from shared_models.constraints import CONSTRAINT_MESSAGES
 from shared_models.models import Item, User
 from shared_models.schemas import ItemRead, UserRead
@@ -572,3 +580,42 @@ async def test_prepared_statements_off_leaves_none_on_the_connection(
         assert kept > 0
     else:
         assert kept == 0
+
+
+async def test_writes_by_key_answer_the_row_or_not_found(
+    db: AsyncSession, observer: Engine
+) -> None:
+    victim = user_without_orders(observer)
+    renamed = await update_or_404(db, User, victim, {"name": "By Key"}, UserRead)
+    assert (renamed.id, renamed.name) == (victim, "By Key")
+    assert stored_user(observer, victim) == (user_row(victim)["email"], "By Key", True)
+    with pytest.raises(ValueError, match="at least one value"):
+        await update_or_404(db, User, victim, {}, UserRead)
+    await delete_or_404(db, User, victim)
+    assert stored_user(observer, victim) is None
+    with pytest.raises(NotFound, match=f"user {victim} not found"):
+        await update_or_404(db, User, victim, {"name": "Gone"}, UserRead)
+    with pytest.raises(NotFound, match=f"user {victim} not found"):
+        await delete_or_404(db, User, victim)
+    assert not db.in_transaction()
+
+
+async def test_every_lean_statement_counts_its_database_time(
+    db: AsyncSession, observer: Engine
+) -> None:
+    times = RequestTimes()
+    token = current_times.set(times)
+    try:
+        seen = [times.db_seconds]
+        await read_page(db, select(User).order_by(User.id), UserRead, limit=5, offset=0)
+        seen.append(times.db_seconds)
+        created = await insert_returning(db, User, new_user("timed"), UserRead)
+        seen.append(times.db_seconds)
+        await update_or_404(db, User, created.id, {"name": "Timed"}, UserRead)
+        seen.append(times.db_seconds)
+        await delete_or_404(db, User, created.id)
+        seen.append(times.db_seconds)
+    finally:
+        current_times.reset(token)
+    assert all(later > earlier for earlier, later in itertools.pairwise(seen))
+    assert seen[-1] < 5
