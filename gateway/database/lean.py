@@ -95,6 +95,7 @@ class Shape:
 
 
 _shapes: LRUCache[Any, Shape] = LRUCache(SHAPES_KEPT)
+_not_lean: LRUCache[Any, bool] = LRUCache(SHAPES_KEPT)  # shapes found to need the session
 
 
 class Recipe(Protocol, Hashable):
@@ -122,7 +123,13 @@ def compiled_shape(
     key = (dialect.name, recipe, cache_key.key)
     shape = _shapes.get(key)
     if shape is None:
-        shape = _shapes[key] = _shape(_built(statement, recipe), dialect, cache_key)
+        if key in _not_lean:
+            raise NotLean("this statement shape needs SQLAlchemy's own execution")
+        try:
+            shape = _shapes[key] = _shape(_built(statement, recipe), dialect, cache_key)
+        except NotLean:
+            _not_lean[key] = True
+            raise
     return shape, shape.arguments(cache_key, given)
 
 
