@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, bindparam, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapper
 
 from gateway.database.lean import fetch_rows
 
@@ -91,22 +91,16 @@ class PageOf:
 
     The total is an uncorrelated scalar subquery: PostgreSQL counts once per
     statement (an InitPlan), as cheaply as a separate count, in the same round
-    trip. `count(*) OVER ()` would read every matching row past the page. The
-    limit and offset are named parameters, so one compiled page serves every page.
+    trip, and counts rows, not groups, of a DISTINCT or GROUP BY query.
+    `count(*) OVER ()` would read every matching row past the page. The limit
+    and offset are named parameters, so one compiled page serves every page.
     """
 
     schema: type[BaseModel]
 
     def __call__(self, statement: Select[Any]) -> Select[Any]:
         model = selected_model(statement)
-        total = (
-            statement.with_only_columns(func.count(), maintain_column_froms=True)
-            .order_by(None)
-            .limit(None)
-            .offset(None)
-            .correlate(None)
-            .scalar_subquery()
-        )
+        total = count_select(statement).correlate(None).scalar_subquery()
         columns = schema_columns(model, self.schema)
         return (
             statement.with_only_columns(*columns, total.label(TOTAL), maintain_column_froms=True)
@@ -119,9 +113,10 @@ def selected_model(statement: Select[Any]) -> type[DeclarativeBase]:
     """The one mapped class `statement` selects (`select(Model).where(...)`)."""
     described = statement.column_descriptions
     entity = described[0].get("entity") if len(described) == 1 else None
-    if not (isinstance(entity, type) and issubclass(entity, DeclarativeBase)):
+    if not (isinstance(entity, type) and isinstance(inspect(entity, raiseerr=False), Mapper)):
         raise UnreadableSchema("a lean page reads `select(Model)...`: one mapped class")
-    return entity
+    found: type[DeclarativeBase] = entity
+    return found
 
 
 def count_select(statement: Select[Any]) -> Select[Any]:
