@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,6 +25,8 @@ DEMO_APP = "demo.app:app"
 GATEWAY_ENV_PREFIX = "GATEWAY_"
 STOP_GRACE_SECONDS = 15.0
 POLL_SECONDS = 0.1
+LISTEN_PORTS = (20000, 32768)  # below Linux's ephemeral range
+PORT_TRIES = 100
 
 
 class ProcessFailed(RuntimeError):
@@ -51,10 +54,20 @@ class RunningProcess:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOCALHOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port free now, below the ephemeral range (32768-60999 on Linux).
+
+    A port the kernel hands out for `bind(0)` is ephemeral: until the server
+    binds it, any outgoing connection of the suite may take it as its source port.
+    """
+    for _ in range(PORT_TRIES):
+        port = random.randrange(*LISTEN_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((LOCALHOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS} after {PORT_TRIES} tries")
 
 
 def child_env(values: Mapping[str, str]) -> dict[str, str]:
