@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.interfaces import ORMOption
 
-from gateway.database.reads import read_one, read_page
+from gateway.database.reads import entity_name, read_one, read_page
 from gateway.database.writes import (
     delete_or_404,
     delete_returning,
@@ -72,10 +72,6 @@ __all__ = [
 
 M = TypeVar("M", bound=DeclarativeBase)
 S = TypeVar("S", bound=BaseModel)
-
-
-def entity_name(model: type[DeclarativeBase]) -> str:
-    return model.__name__.lower()
 
 
 async def get_or_404(

@@ -47,7 +47,7 @@ def schema_columns(
 def _schema_columns(
     model: type[DeclarativeBase], schema: type[BaseModel]
 ) -> tuple[ColumnElement[Any], ...]:
-    columns = {prop.key: prop.columns[0] for prop in inspect(model).column_attrs}
+    columns = model_columns(model)
     missing = [name for name in schema.model_fields if name not in columns]
     if missing:
         raise UnreadableSchema(
@@ -55,6 +55,17 @@ def _schema_columns(
             "column for: load the objects through the session instead"
         )
     return tuple(columns[name].label(name) for name in schema.model_fields)
+
+
+def model_columns(model: type[DeclarativeBase]) -> dict[str, ColumnElement[Any]]:
+    """`model`'s columns by attribute name."""
+    return {prop.key: prop.columns[0] for prop in inspect(model).column_attrs}
+
+
+def key_matches(model: type[DeclarativeBase]) -> ColumnElement[bool]:
+    """`model`'s primary key = :ident, the condition of every lean statement by key."""
+    column = key_column(model)
+    return column == bindparam(KEY_PARAMETER, type_=column.type)
 
 
 def key_column(model: type[DeclarativeBase]) -> ColumnElement[Any]:
@@ -70,10 +81,14 @@ def keyed_select(model: type[DeclarativeBase], schema: type[BaseModel]) -> Selec
     """SELECT `schema`'s fields FROM `model` WHERE its primary key = :ident, built once."""
     found = _keyed.get((model, schema))
     if found is None:
-        key = key_column(model)
-        condition = key == bindparam(KEY_PARAMETER, type_=key.type)
-        found = _keyed[(model, schema)] = select(*schema_columns(model, schema)).where(condition)
+        statement = select(*schema_columns(model, schema)).where(key_matches(model))
+        found = _keyed[(model, schema)] = statement
     return found
+
+
+def entity_name(model: type[DeclarativeBase]) -> str:
+    """How a 404 names a row of `model`."""
+    return model.__name__.lower()
 
 
 async def read_one(

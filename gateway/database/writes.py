@@ -29,7 +29,14 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.dml import UpdateBase
 
 from gateway.database.lean import fetch_rows
-from gateway.database.reads import KEY_PARAMETER, key_column, schema_columns
+from gateway.database.reads import (
+    KEY_PARAMETER,
+    entity_name,
+    key_column,
+    key_matches,
+    model_columns,
+    schema_columns,
+)
 from gateway.errors import not_found
 
 S = TypeVar("S", bound=BaseModel)
@@ -41,7 +48,7 @@ _built: dict[tuple[Any, ...], UpdateBase] = {}
 
 def _values(model: Model, names: tuple[str, ...]) -> dict[str, Any]:
     """A named parameter for each column in `names`, typed like the column."""
-    columns = {prop.key: prop.columns[0] for prop in inspect(model).column_attrs}
+    columns = model_columns(model)
     unknown = [name for name in names if name not in columns]
     if unknown:
         raise ValueError(f"{model.__name__} has no column {', '.join(unknown)}")
@@ -65,7 +72,7 @@ def _update_by_key(model: Model, schema: type[BaseModel], names: tuple[str, ...]
     key = ("update", model, schema, names)
     built = _built.get(key)
     if built is None:
-        statement = update(model).where(_key_matches(model)).values(_values(model, names))
+        statement = update(model).where(key_matches(model)).values(_values(model, names))
         built = _built[key] = statement.returning(*schema_columns(model, schema))
     return built
 
@@ -74,14 +81,9 @@ def _delete_by_key(model: Model) -> UpdateBase:
     key = ("delete", model)
     built = _built.get(key)
     if built is None:
-        statement = delete(model).where(_key_matches(model))
+        statement = delete(model).where(key_matches(model))
         built = _built[key] = statement.returning(key_column(model))
     return built
-
-
-def _key_matches(model: Model) -> ColumnElement[bool]:
-    column = key_column(model)
-    return column == bindparam(KEY_PARAMETER, type_=column.type)
 
 
 async def insert_returning(
@@ -102,7 +104,7 @@ async def update_or_404(
     statement = _update_by_key(model, schema, tuple(values))
     rows = await fetch_rows(db, statement, {KEY_PARAMETER: ident, **_named(values)}, writes=True)
     if not rows:
-        raise not_found(model.__name__.lower(), ident)
+        raise not_found(entity_name(model), ident)
     return schema.model_validate(rows[0])
 
 
@@ -110,7 +112,7 @@ async def delete_or_404(db: AsyncSession, model: Model, ident: Any) -> None:
     """Delete the row of `model` whose primary key is `ident`, or raise `NotFound`."""
     statement = _delete_by_key(model)
     if not await fetch_rows(db, statement, {KEY_PARAMETER: ident}, writes=True):
-        raise not_found(model.__name__.lower(), ident)
+        raise not_found(entity_name(model), ident)
 
 
 async def update_returning(
