@@ -34,6 +34,8 @@ from gateway.metrics.registry import GatewayMetrics
 from gateway.ops import embedded, http_protocol
 from gateway.ops.gc_tuning import tune_garbage_collector
 from gateway.ops.migrations import check_schema, upgrade
+from gateway.routing.fleet import Heartbeat, this_worker
+from gateway.routing.mismatches import MismatchStore
 from gateway.routing.sync import keep_in_sync, reload_quietly
 from gateway.routing.table import RouteTable
 from gateway.settings import ENV_PREFIX, Settings
@@ -173,6 +175,21 @@ async def let_connections_go(database: Database, seconds: float) -> None:
             await anyio.sleep(0.05)
 
 
+def listen_url(settings: Settings, state: GatewayState) -> str | None:
+    """Where to LISTEN for route changes: the direct URL, the database's, or nowhere."""
+    if settings.listen_database_url is not None:
+        return settings.listen_database_url
+    if settings.transaction_pooling:
+        logger.info(
+            "transaction pooling and no %sLISTEN_DATABASE_URL: route changes apply at the "
+            "next reload, every %g s",
+            ENV_PREFIX,
+            settings.route_reload_seconds,
+        )
+        return None
+    return state.database_url
+
+
 def check_schema_if_reachable(database: Database) -> None:
     """Refuse a database whose gateway schema this code cannot use; start anyway if it is down."""
     try:
@@ -201,8 +218,16 @@ async def start_background(
     )
     if settings.metrics_dir is not None:
         stack.callback(mark_process_dead, os.getpid(), str(settings.metrics_dir))
-    table.attach(database.async_engine, background)
+    worker = this_worker(settings.instance_name)
+    mismatches = MismatchStore(
+        database.async_sessions, worker.name, keep=settings.shadow_mismatches_kept
+    )
+    table.attach(database.async_engine, background, mismatches)
     await reload_quietly(table)
-    background.start_soon(keep_in_sync, table, database.async_engine, settings.route_reload_seconds)
+    heartbeat = Heartbeat(database.async_engine, worker, settings.route_reload_seconds)
+    stack.push_async_callback(heartbeat.stop)
+    background.start_soon(
+        keep_in_sync, table, settings.route_reload_seconds, listen_url(settings, state), heartbeat
+    )
     background.start_soon(watch_loop, database, gateway_app.metrics, state.threads.limiter)
     stack.callback(tune_garbage_collector(settings))

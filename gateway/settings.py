@@ -10,11 +10,12 @@ gateway reads the environment. An invalid value stops the start with
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,6 +38,13 @@ Overflow = Annotated[int, Field(ge=0, le=1000)]
 
 def default_data_dir() -> Path:
     return platformdirs.user_data_path("hybrid-gateway")
+
+
+def truthy(value: object) -> bool:
+    """A boolean setting's raw value as pydantic will read it ("1", "true", "on", "yes", True)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "on", "yes", "y", "t"}
+    return bool(value)
 
 
 class InvalidSettings(ConfigurationError):
@@ -133,12 +141,29 @@ class Settings(BaseSettings):
     statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         default=30_000, description="PostgreSQL statement_timeout for both engines (0: none)"
     )
+    transaction_pooling: bool = Field(
+        default=False,
+        description=(
+            "the database URL leads to a pooler in transaction mode (PgBouncer "
+            "pool_mode=transaction): statement_timeout is set in each transaction with SET "
+            "LOCAL, lean statements run in a transaction, and prepared statements are off "
+            "unless GATEWAY_PREPARED_STATEMENTS says otherwise"
+        ),
+    )
     prepared_statements: bool = Field(
         default=True,
         description=(
-            "let both drivers keep named prepared statements on their connections; false: "
-            "every statement is parsed unnamed (one more round trip on asyncpg's lean path), "
-            "for poolers that hand a session's statements to other clients"
+            "let both drivers keep named prepared statements on their connections (default: "
+            "true, false under transaction pooling; true there needs PgBouncer >= 1.21 with "
+            "max_prepared_statements); false: every statement is parsed unnamed"
+        ),
+    )
+    listen_database_url: str | None = Field(
+        default=None,
+        description=(
+            "a direct PostgreSQL URL (not through a transaction pooler) for the connection "
+            "that LISTENs for route changes; unset: the database URL, or, under transaction "
+            "pooling, no listening and a reload every GATEWAY_ROUTE_RELOAD_SECONDS"
         ),
     )
     default_mode: Impl = Field(
@@ -203,6 +228,23 @@ class Settings(BaseSettings):
         "are cancelled (their sessions rolled back)",
     )
     log_level: LogLevel = Field(default="INFO", description="gateway log level")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="log lines as text for a terminal, or JSON objects (one per line, with "
+        "the request id) for a log collector",
+    )
+    host: str = Field(default="127.0.0.1", description="address `gateway serve` listens on")
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=8000, description="port `gateway serve` listens on"
+    )
+    workers: Annotated[int, Field(ge=1, le=512)] = Field(
+        default=1, description="worker processes `gateway serve` runs"
+    )
+    instance_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="this instance's name in the fleet's worker list (default: the host name)",
+    )
     metrics_buckets: list[float] = Field(
         default_factory=lambda: list(DEFAULT_BUCKETS),
         min_length=1,
@@ -215,7 +257,15 @@ class Settings(BaseSettings):
         default=False, description="raise instead of warn on a sync query on the event loop"
     )
 
-    @field_validator("database_url")
+    @model_validator(mode="before")
+    @classmethod
+    def _no_prepared_statements_behind_a_pooler(cls, values: Any) -> Any:
+        """Transaction pooling turns prepared statements off unless they were set explicitly."""
+        if isinstance(values, dict) and truthy(values.get("transaction_pooling")):
+            values.setdefault("prepared_statements", False)
+        return values
+
+    @field_validator("database_url", "listen_database_url")
     @classmethod
     def _postgres_only(cls, url: str | None) -> str | None:
         if url is None or not url.strip():

@@ -18,6 +18,7 @@ from gateway.database.engines import create_async_engine_for
 from gateway.errors import GatewayError
 from gateway.lifespan import GatewayApp
 from gateway.ops.admin import ModeChange
+from gateway.routing.fleet import fleet_status, lagging_on
 from gateway.routing.keys import normalized
 from gateway.routing.table import RouteTable
 
@@ -63,15 +64,37 @@ def readable(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def print_routes(rows: list[dict[str, Any]]) -> None:
+def print_routes(rows: list[dict[str, Any]], fleet: dict[str, Any] | None) -> None:
     width = max([40, *(len(row["route"]) + 1 for row in rows)])
-    typer.echo(f"{'route':<{width}} {'impls':<13} {'mode':<7} {'percent':>7}  primary  changed by")
+    typer.echo(
+        f"{'route':<{width}} {'impls':<13} {'mode':<7} {'percent':>7}  primary  changed by"
+        "       lagging workers"
+    )
     for row in rows:
         impls = "+".join(row["implementations"])
+        lagging = "-" if fleet is None else ", ".join(lagging_on(fleet, row["version"])) or "none"
         typer.echo(
             f"{row['route']:<{width}} {impls:<13} {row['mode']:<7} {row['percent']:>7}  "
-            f"{row['primary']:<8} {row.get('changed_by') or '-'}"
+            f"{row['primary']:<8} {row.get('changed_by') or '-':<16} {lagging}"
         )
+    typer.echo(describe_fleet_line(fleet))
+
+
+def describe_fleet_line(fleet: dict[str, Any] | None) -> str:
+    """One line: which table version the fleet should hold, and who does not."""
+    if fleet is None:
+        return "workers: unknown (the database did not answer)"
+    live = [worker for worker in fleet["workers"] if not worker["stale"]]
+    line = f"route table version {fleet['version']}: {len(live)} live workers"
+    if fleet["lagging"]:
+        held = {worker["worker"]: worker["version"] for worker in live}
+        laggards = ", ".join(f"{name} (holds {held[name]})" for name in fleet["lagging"])
+        line += f", {len(fleet['lagging'])} lagging: {laggards}"
+    else:
+        line += ", all current"
+    if fleet["stale"]:
+        line += f"; not heard from lately: {', '.join(fleet['stale'])}"
+    return line
 
 
 def on_database(gateway_app: GatewayApp, work: Any) -> Any:
@@ -99,15 +122,17 @@ def list_routes(app_option: AppOption = None, url: UrlOption = None) -> None:
         response = call_admin(url, "GET", "/admin/routes")
         if response.status_code != 200:
             fail_with(response)
-        print_routes(response.json())
+        fleet = call_admin(url, "GET", "/admin/fleet")
+        print_routes(response.json(), fleet.json() if fleet.status_code == 200 else None)
         return
     gateway_app = load_app(app_option).gateway
+    reload_seconds = gateway_app.settings.route_reload_seconds
 
-    async def describe(table: RouteTable) -> list[dict[str, Any]]:
+    async def describe(table: RouteTable) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         await table.reload()
-        return table.describe()
+        return table.describe(), await fleet_status(table.database, reload_seconds)
 
-    print_routes(on_database(gateway_app, describe))
+    print_routes(*on_database(gateway_app, describe))
 
 
 @app.command("set")

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,6 +38,8 @@ IDLE_SINCE = "gateway_idle_since"
 # per engine: the DBAPI connections checked out of its pool now
 IN_USE: weakref.WeakKeyDictionary[Engine, set[Any]] = weakref.WeakKeyDictionary()
 CANCEL_SECONDS = 2.0
+# engines behind a transaction pooler: the statement each transaction starts with ("": none)
+POOLED_ENGINES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def base_url(database_url: str) -> URL:
@@ -54,18 +57,18 @@ def async_url(database_url: str) -> URL:
 
 
 def sync_connect_args(settings: Settings) -> dict[str, Any]:
-    options = f"-c statement_timeout={settings.statement_timeout_ms}"
-    arguments: dict[str, Any] = {"application_name": f"{APPLICATION_NAME}-sync", "options": options}
+    arguments: dict[str, Any] = {"application_name": f"{APPLICATION_NAME}-sync"}
+    if not settings.transaction_pooling:  # a pooler refuses it: see transaction_setup
+        arguments["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
     if not settings.prepared_statements:
         arguments["prepare_threshold"] = None  # psycopg prepares after 5 runs otherwise
     return arguments
 
 
 def async_connect_args(settings: Settings) -> dict[str, Any]:
-    server_settings = {
-        "application_name": f"{APPLICATION_NAME}-async",
-        "statement_timeout": str(settings.statement_timeout_ms),
-    }
+    server_settings = {"application_name": f"{APPLICATION_NAME}-async"}
+    if not settings.transaction_pooling:
+        server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
     arguments: dict[str, Any] = {"server_settings": server_settings}
     if not settings.prepared_statements:
         # asyncpg's own cache (the lean path) and SQLAlchemy's (the ORM path) both name
@@ -82,6 +85,47 @@ def unnamed_statement() -> str:
     return ""
 
 
+def transaction_setup(settings: Settings) -> str:
+    """What each transaction runs first when the connection's session is not its own.
+
+    Behind a pooler in transaction mode, consecutive transactions of one client
+    run on different server connections, and session settings (startup
+    parameters, plain SET) would stay behind on a connection another client gets
+    next. `SET LOCAL` lasts exactly one transaction, wherever it runs.
+    """
+    if not settings.statement_timeout_ms:
+        return ""
+    return f"SET LOCAL statement_timeout = {settings.statement_timeout_ms}"
+
+
+def behind_transaction_pooler(engine: Engine, settings: Settings) -> None:
+    """Under transaction pooling, start every transaction on `engine` with `transaction_setup`.
+
+    The setup runs on the DBAPI connection, which begins the transaction itself
+    (psycopg sends BEGIN first, SQLAlchemy's asyncpg adapter starts its own).
+    The engine is remembered, so lean statements run in a transaction too.
+    """
+    if not settings.transaction_pooling:
+        return
+    setup = POOLED_ENGINES[engine] = transaction_setup(settings)
+    if not setup:
+        return
+
+    def run_setup(connection: Any) -> None:
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(setup)
+        finally:
+            cursor.close()
+
+    event.listen(engine, "begin", run_setup)
+
+
+def pooled_setup(engine: Engine) -> str | None:
+    """None on a direct connection; behind a transaction pooler, each transaction's setup."""
+    return POOLED_ENGINES.get(engine)
+
+
 def create_sync_engine(settings: Settings, database_url: str) -> Engine:
     engine = create_engine(
         sync_url(database_url),
@@ -92,6 +136,7 @@ def create_sync_engine(settings: Settings, database_url: str) -> Engine:
     )
     ping_when_idle(engine, settings.pool_ping_idle_seconds)
     track_in_use(engine)
+    behind_transaction_pooler(engine, settings)
     return engine
 
 
@@ -104,6 +149,7 @@ def create_async_engine_for(settings: Settings, database_url: str) -> AsyncEngin
         connect_args=async_connect_args(settings),
     )
     ping_when_idle(engine.sync_engine, settings.pool_ping_idle_seconds)
+    behind_transaction_pooler(engine.sync_engine, settings)
     return engine
 
 
@@ -199,10 +245,11 @@ def open_database(settings: Settings, database_url: str) -> Database:
     )
 
 
-def asyncpg_connect_kwargs(engine: AsyncEngine, application_name: str) -> dict[str, Any]:
-    """asyncpg.connect() arguments for the engine's database, as SQLAlchemy would pass them."""
-    _, kwargs = engine.dialect.create_connect_args(engine.url)
-    kwargs.pop("prepared_statement_cache_size", None)
+def asyncpg_connect_kwargs(database_url: str, application_name: str) -> dict[str, Any]:
+    """asyncpg.connect() arguments for a URL, as SQLAlchemy's asyncpg dialect would pass them."""
+    dialect: Any = asyncpg_dialect()  # type: ignore[no-untyped-call]
+    _, kwargs = dialect.create_connect_args(async_url(database_url))
+    kwargs.pop("prepared_statement_cache_size", None)  # the dialect's options, not asyncpg's
     kwargs.pop("prepared_statement_name_func", None)
     kwargs["server_settings"] = {"application_name": application_name}
     return dict(kwargs)
@@ -227,10 +274,11 @@ def probe_sync(engine: Engine, timeout: float) -> None:
 
 async def probe_async(engine: AsyncEngine, timeout: float) -> None:
     """`probe_sync` for the async driver."""
-    kwargs = asyncpg_connect_kwargs(engine, f"{APPLICATION_NAME}-probe")
+    url = engine.url.render_as_string(hide_password=False)
+    kwargs = asyncpg_connect_kwargs(url, f"{APPLICATION_NAME}-probe")
     connection = await asyncpg.connect(**kwargs, timeout=timeout)
     try:
-        await connection.fetchval("SELECT 1")
+        await connection.execute("SELECT 1")  # simple protocol: no statement left behind
     finally:
         await connection.close(timeout=timeout)
 

@@ -23,10 +23,15 @@ RETURNING) without any of it:
 Named prepared statements come from asyncpg's statement cache; with
 `GATEWAY_PREPARED_STATEMENTS=false` the engine turns the cache off and each
 statement is parsed unnamed (one more round trip, no server-side state).
+Behind a pooler in transaction mode (`GATEWAY_TRANSACTION_POOLING`), a lone
+statement runs in a transaction of its own instead, begun together with the
+transaction's setup (`SET LOCAL statement_timeout`): Parse and Bind of an
+unnamed statement must reach the same server connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +48,7 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 from sqlalchemy.util import LRUCache, greenlet_spawn
 
+from gateway.database.engines import pooled_setup
 from gateway.database.sessions import DiscardingSession
 from gateway.database.timing import add_database_time
 
@@ -235,10 +241,14 @@ async def _through_session(
 async def _fetch_alone(engine: AsyncEngine, shape: Shape, arguments: Sequence[Any]) -> list[Row]:
     """Run `shape` on a pooled connection of its own, outside any transaction."""
     connection = await _checked_out(engine, shape.sql)
+    setup = pooled_setup(engine.sync_engine)
     started = time.perf_counter()
     try:
         driver: Any = connection.driver_connection
-        records = await driver.fetch(shape.sql, *arguments)
+        if setup is None:
+            records = await driver.fetch(shape.sql, *arguments)
+        else:
+            records = await _fetch_in_transaction(driver, setup, shape.sql, arguments)
     except BaseException as error:
         discarded = _discard_if_unsure(connection, error)
         with anyio.CancelScope(shield=True):  # a cancelled request still returns its connection
@@ -250,6 +260,23 @@ async def _fetch_alone(engine: AsyncEngine, shape: Shape, arguments: Sequence[An
         add_database_time(time.perf_counter() - started)
     await greenlet_spawn(connection.close)  # back to the pool (it closes only overflow ones)
     return [shape.row(record) for record in records]
+
+
+async def _fetch_in_transaction(
+    driver: Any, setup: str, sql: str, arguments: Sequence[Any]
+) -> list[Any]:
+    """Behind a transaction pooler: a statement's Parse and Bind must reach the same server
+    connection, which only a transaction guarantees; BEGIN travels with the setup."""
+    await driver.execute(f"BEGIN; {setup}" if setup else "BEGIN")
+    try:
+        records = await driver.fetch(sql, *arguments)
+    except PostgresError as error:  # the connection answers: end the failed transaction
+        if not str(getattr(error, "sqlstate", "") or "").startswith(CONNECTION_LOST_STATES):
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await driver.execute("ROLLBACK")
+        raise
+    await driver.execute("COMMIT")
+    return list(records)
 
 
 async def _checked_out(engine: AsyncEngine, sql: str) -> PoolProxiedConnection:

@@ -1,4 +1,5 @@
-"""The control plane under /admin: route modes, their events, shadow mismatches, the advisor.
+"""The control plane under /admin: route modes, their events, the fleet, shadow mismatches, the
+advisor.
 
 Every endpoint needs an admin token (`gateway.ops.admin_access`): reads take a
 read-only or a read-write token, mode changes a read-write one, whose name is
@@ -27,6 +28,7 @@ from gateway.json_types import JsonInteger
 from gateway.metrics.advisor import build_report, increase, parse
 from gateway.metrics.exposition import scraped_registry
 from gateway.ops.admin_access import AdminRoute, Writer, database_or_unavailable, reader
+from gateway.routing.fleet import fleet_status, lagging_on
 from gateway.routing.keys import normalized
 from gateway.routing.modes import Mode, RouteMode
 from gateway.routing.store import list_events
@@ -121,9 +123,31 @@ def known_route(table: RouteTable, key: str) -> str:
 
 
 @router.get("/routes")
-async def get_routes(table: Table) -> list[dict[str, Any]]:
-    """Every route: its implementations, its mode, who changed it last and why."""
-    return table.describe()
+async def get_routes(request: Request, table: Table) -> list[dict[str, Any]]:
+    """Every route: its implementations, its mode, who changed it last and why.
+
+    `lagging_workers` names the live workers (of every instance) that do not hold
+    the route's latest change yet; null when the database does not answer.
+    """
+    described = table.describe()
+    try:
+        fleet = await fleet_status(table.database, reload_seconds(request))
+    except Exception:
+        fleet = None
+    for route in described:
+        route["lagging_workers"] = None if fleet is None else lagging_on(fleet, route["version"])
+    return described
+
+
+@router.get("/fleet")
+async def get_fleet(request: Request, table: Table) -> dict[str, Any]:
+    """Every worker of every instance: the route-table version it holds, who lags, who is stale."""
+    with database_or_unavailable():
+        return await fleet_status(table.database, reload_seconds(request))
+
+
+def reload_seconds(request: Request) -> float:
+    return gateway_state(request.app).settings.route_reload_seconds
 
 
 @router.get("/routes/events")
@@ -191,8 +215,10 @@ async def waited_with_client(request: Request, seconds: float) -> bool:
 
 @router.get("/shadow/mismatches")
 async def get_mismatches(table: Table, route: str | None = None) -> dict[str, Any]:
-    """Shadow comparisons per route, and the latest mismatches with their (redacted) diffs."""
-    return table.shadows.report(route)
+    """Shadow comparisons per route (this worker's), and the latest mismatches of every
+    instance with their (redacted) diffs."""
+    with database_or_unavailable():
+        return await table.shadows.report(route)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -5,17 +5,18 @@ shadow starts, so a shadow never delays, changes or fails it. Shadows run
 read-only (their sessions always roll back), at most `max_concurrent` at once
 (beyond that a shadow is skipped and counted as dropped) and for at most
 `timeout` seconds. A comparison looks at the status code and the JSON body,
-ignoring key order and the fields configured for the route; the last `keep`
-mismatches per route are kept with a readable diff, in which the values of the
+ignoring key order and the fields configured for the route; a mismatch is
+stored in PostgreSQL with a readable diff (`gateway.routing.mismatches`, the
+newest per route kept, shared by every instance), in which the values of the
 configured redacted fields read `[redacted <tag>]` (equal values, equal tags)
-and those of redacted query parameters `[redacted]`.
+and those of redacted query parameters `[redacted]`. Comparison counts are
+per worker; the metrics add them up across workers and instances.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.database.sessions import SCOPE_SESSIONS, SCOPE_SHADOW
 from gateway.routing.compare import Redactor, compared, readable_diff, redacted_query
+from gateway.routing.mismatches import Mismatch, MismatchStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,29 +39,6 @@ RESULTS = ("match", "mismatch", "error", "dropped")
 class Captured:
     status: int = 0
     body: bytearray = field(default_factory=bytearray)
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    route: str
-    path: str
-    query: str
-    primary: str
-    status: tuple[int, int]
-    diff: str
-    at: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "route": self.route,
-            "path": self.path,
-            "query": self.query,
-            "primary": self.primary,
-            "primary_status": self.status[0],
-            "shadow_status": self.status[1],
-            "diff": self.diff,
-            "at": self.at,
-        }
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -109,7 +88,6 @@ class ShadowRunner:
         *,
         max_concurrent: int,
         timeout: float,
-        keep: int,
         ignore_fields: Mapping[str, Sequence[str]],
         redact_fields: Iterable[str] = (),
         on_result: Callable[[str, str], None] = lambda key, result: None,
@@ -119,8 +97,7 @@ class ShadowRunner:
         self.max_concurrent = max_concurrent
         self.timeout = timeout
         self.ignore_fields = {key: frozenset(names) for key, names in ignore_fields.items()}
-        self.mismatches: dict[str, deque[Mismatch]] = {}
-        self.keep = keep
+        self.store: MismatchStore | None = None  # given when the app's database is open
         self.results: Counter[tuple[str, str]] = Counter()
         self.in_flight = 0
         self.task_group: TaskGroup | None = None
@@ -152,12 +129,25 @@ class ShadowRunner:
                 async with AsyncExitStack() as stack:
                     copied = await shadow_scope(scope, stack)
                     await app(copied, replay(body), capturing(shadow_answer))
-            self._count(key, self._compare(key, primary, scope, answer, shadow_answer))
+            mismatch = self._compare(key, primary, scope, answer, shadow_answer)
+            self._count(key, "match" if mismatch is None else "mismatch")
         except Exception as error:
             self._count(key, "error")
             logger.info("shadow of %s failed: %s", key, type(error).__name__)
+            return
         finally:
             self.in_flight -= 1
+        if mismatch is not None:
+            await self._keep(mismatch)
+
+    async def _keep(self, mismatch: Mismatch) -> None:
+        if self.store is None:
+            return
+        try:
+            with anyio.fail_after(self.timeout):
+                await self.store.record(mismatch)
+        except Exception as error:
+            logger.warning("shadow mismatch of %s not stored: %s", mismatch.route, error)
 
     def _count(self, key: str, result: str) -> None:
         self.results[key, result] += 1
@@ -165,35 +155,34 @@ class ShadowRunner:
 
     def _compare(
         self, key: str, primary: str, scope: Scope, answer: Captured, shadow: Captured
-    ) -> str:
+    ) -> Mismatch | None:
         ignored = self.ignore_fields.get(key, frozenset())
         left = compared(answer.status, bytes(answer.body), ignored)
         right = compared(shadow.status, bytes(shadow.body), ignored)
         if left == right:
-            return "match"
+            return None
         other = "async" if primary == "legacy" else "legacy"
         labels = (f"{primary} (primary)", f"{other} (shadow)")
-        mismatch = Mismatch(
+        return Mismatch(
             route=key,
             path=scope.get("path", ""),
             query=redacted_query(scope.get("query_string", b""), self.redact.fields),
             primary=primary,
             status=(answer.status, shadow.status),
             diff=readable_diff(self.redact(left), self.redact(right), labels),
-            at=time.time(),
         )
-        self.mismatches.setdefault(key, deque(maxlen=self.keep)).append(mismatch)
-        return "mismatch"
 
-    def report(self, route: str | None = None) -> dict[str, Any]:
-        keys = sorted({key for key, _ in self.results} | set(self.mismatches))
+    async def report(self, route: str | None = None) -> dict[str, Any]:
+        """This worker's comparison counts, and the mismatches every instance stored."""
+        stored = {} if self.store is None else await self.store.latest(route)
+        keys = sorted({key for key, _ in self.results} | set(stored))
         chosen = [key for key in keys if route is None or key == route]
         return {
             "routes": [
                 {
                     "route": key,
                     "counts": {result: self.results[key, result] for result in RESULTS},
-                    "mismatches": [m.as_dict() for m in reversed(self.mismatches.get(key, ()))],
+                    "mismatches": stored.get(key, []),
                 }
                 for key in chosen
             ]

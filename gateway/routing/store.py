@@ -1,9 +1,13 @@
-"""Route modes in PostgreSQL: the shared truth every worker and instance loads.
+"""The gateway's tables in PostgreSQL: route modes, the shared truth every worker loads.
 
 A change writes the route's row, appends an event (who, when, why, old and
 new mode) and sends `NOTIFY gateway_routes` in one transaction, so listeners
-hear of it only once it is committed. The tables belong to the gateway, not to
-the app: `metadata` is what the gateway's own migrations create
+hear of it only once it is committed; the event's id becomes the row's
+`version`, so the highest version names the table every worker should hold.
+Beside them: each worker's report of the version it holds (`gateway_workers`,
+kept by `gateway.routing.fleet`) and the latest shadow mismatches of every
+instance (`gateway_shadow_mismatches`, `gateway.routing.mismatches`). The
+tables belong to the gateway, not to the app: `metadata` is what the gateway's own migrations create
 (`gateway.ops.migrations`), beside whatever schema the app has.
 """
 
@@ -16,11 +20,13 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     Identity,
     Index,
+    Integer,
     MetaData,
     SmallInteger,
     Table,
@@ -36,7 +42,8 @@ from gateway.routing.modes import RouteMode
 CHANNEL = "gateway_routes"
 PLACEHOLDER_ACTOR = "gateway"  # the row a first change inserts, and overwrites, in one transaction
 SELECT_MODES = (
-    "SELECT route, mode, percent, primary_impl, changed_by, reason, changed_at FROM gateway_routes"
+    "SELECT route, mode, percent, primary_impl, changed_by, reason, changed_at, version "
+    "FROM gateway_routes"
 )
 
 MODES = "'legacy', 'async', 'canary', 'shadow'"
@@ -59,6 +66,8 @@ routes_table = Table(
     Column("changed_by", Text, nullable=False),
     Column("reason", Text, nullable=False, server_default=""),
     Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # the id of the event that set the row: the highest is the version of the whole table
+    Column("version", BigInteger, nullable=False, server_default="0"),
     CheckConstraint(f"mode IN ({MODES})", name="mode"),
     CheckConstraint("percent BETWEEN 0 AND 100", name="percent"),
     CheckConstraint(f"primary_impl IN ({IMPLS})", name="primary"),
@@ -80,17 +89,53 @@ events_table = Table(
 )
 
 
+workers_table = Table(
+    "gateway_workers",
+    metadata,
+    Column("worker", Text, primary_key=True),  # instance/pid
+    Column("instance", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", BigInteger, nullable=False),  # of the route table the worker holds
+    Column("listening", Boolean, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+mismatches_table = Table(
+    "gateway_shadow_mismatches",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("route", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("primary_impl", Text, nullable=False),
+    Column("primary_status", SmallInteger, nullable=False),
+    Column("shadow_status", SmallInteger, nullable=False),
+    Column("diff", Text, nullable=False),
+    Column("worker", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "route", "id"),
+)
+
+
 @dataclass(frozen=True)
 class StoredMode:
     mode: RouteMode
     changed_by: str
     reason: str
     changed_at: datetime
+    version: int = 0
 
 
 def _stored(row: Mapping[str, Any]) -> StoredMode:
     mode = RouteMode(mode=row["mode"], percent=row["percent"], primary=row["primary_impl"])
-    return StoredMode(mode, row["changed_by"], row["reason"], row["changed_at"])
+    return StoredMode(
+        mode, row["changed_by"], row["reason"], row["changed_at"], row.get("version") or 0
+    )
+
+
+def table_version(stored: Mapping[str, StoredMode]) -> int:
+    """The version of a loaded table: its newest change's event id (0 before any change)."""
+    return max((mode.version for mode in stored.values()), default=0)
 
 
 def stored_modes(rows: Iterable[Mapping[str, Any]]) -> dict[str, StoredMode]:
@@ -151,18 +196,6 @@ async def save_mode(
         old = await _locked_current(connection, key, default)
         if expect is not None and old.mode != expect:
             raise ModeChanged(f"{key} is in mode {old.mode!r}, not {expect!r}")
-        values = {
-            "mode": new.mode,
-            "percent": new.percent,
-            "primary_impl": new.primary,
-            "changed_by": actor,
-            "reason": reason,
-            "changed_at": func.now(),
-        }
-        upsert = insert(routes_table).values(route=key, **values)
-        await connection.execute(
-            upsert.on_conflict_do_update(index_elements=[routes_table.c.route], set_=values)
-        )
         event = {
             "route": key,
             "old_mode": old.mode,
@@ -176,8 +209,22 @@ async def save_mode(
         inserted = await connection.execute(
             insert(events_table).values(**event).returning(events_table)
         )
+        recorded = dict(inserted.one()._mapping)
+        values = {
+            "mode": new.mode,
+            "percent": new.percent,
+            "primary_impl": new.primary,
+            "changed_by": actor,
+            "reason": reason,
+            "changed_at": func.now(),
+            "version": recorded["id"],
+        }
+        upsert = insert(routes_table).values(route=key, **values)
+        await connection.execute(
+            upsert.on_conflict_do_update(index_elements=[routes_table.c.route], set_=values)
+        )
         await connection.execute(select(func.pg_notify(CHANNEL, key)))
-        return dict(inserted.one()._mapping)
+        return recorded
 
 
 async def list_events(

@@ -1,23 +1,28 @@
-"""Keeps every worker's routing table in step with the database.
+"""Keeps every worker's routing table in step with the database, and says which it holds.
 
 One asyncpg connection per worker LISTENs on `gateway_routes`; a notification
 reloads the table, so a change made through any instance applies everywhere
 within milliseconds. Besides, the table is reloaded every
 `route_reload_seconds`, and every second while the listening connection is
 down (it is re-opened with back-off), so a lost notification costs at most
-that long.
+that long. Behind a pooler in transaction mode LISTEN cannot work (the server
+connection is someone else's between transactions): the listener needs a
+direct URL (`GATEWAY_LISTEN_DATABASE_URL`), and without one the table is only
+reloaded every `route_reload_seconds`. After every reload the worker reports
+the version it holds (`gateway.routing.fleet`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.database.engines import asyncpg_connect_kwargs
+from gateway.routing.fleet import Heartbeat
 from gateway.routing.store import CHANNEL, SELECT_MODES, stored_modes
 from gateway.routing.table import RouteTable
 
@@ -54,26 +59,44 @@ def why_not_reloaded(error: Exception) -> str:
     return type(error).__name__
 
 
-async def keep_in_sync(table: RouteTable, engine: AsyncEngine, every: float) -> None:
-    """Run until cancelled: listen while possible, poll while not."""
+async def keep_in_sync(
+    table: RouteTable, every: float, listen_url: str | None, heartbeat: Heartbeat | None = None
+) -> None:
+    """Run until cancelled: listen on `listen_url` while possible, poll while not.
+
+    Without `listen_url`, poll every `every` seconds.
+    """
+
+    async def reload(connection: Any = None) -> None:
+        await reload_quietly(table, connection)
+        if heartbeat is not None:
+            await heartbeat.beat(table.version, connection)
+
+    if listen_url is None:
+        while True:
+            await reload()
+            await anyio.sleep(every)
     backoff = POLL_WHILE_DISCONNECTED
     while True:
         listening = anyio.Event()
         try:
-            await _listen(table, engine, every, listening)
+            await _listen(listen_url, every, listening, reload)
         except Exception as error:  # whatever happened to it, the listener must not stop the app
             logger.warning("route listener lost (%s); polling every second", type(error).__name__)
         if listening.is_set():
             backoff = POLL_WHILE_DISCONNECTED
         with anyio.move_on_after(backoff):
             while True:
-                await reload_quietly(table)
+                await reload()
                 await anyio.sleep(POLL_WHILE_DISCONNECTED)
         backoff = min(backoff * 2, MAX_BACKOFF)
 
 
 async def _listen(
-    table: RouteTable, engine: AsyncEngine, every: float, listening: anyio.Event
+    listen_url: str,
+    every: float,
+    listening: anyio.Event,
+    reload: Callable[[Any], Awaitable[None]],
 ) -> None:
     changed = anyio.Event()
     lost = anyio.Event()
@@ -85,17 +108,17 @@ async def _listen(
         lost.set()
         changed.set()
 
-    connection = await asyncpg.connect(**asyncpg_connect_kwargs(engine, "gateway-listener"))
+    connection = await asyncpg.connect(**asyncpg_connect_kwargs(listen_url, "gateway-listener"))
     try:
         connection.add_termination_listener(on_lost)
         await connection.add_listener(CHANNEL, on_notify)
         listening.set()
-        await reload_quietly(table, connection)  # changes made before LISTEN began
+        await reload(connection)  # changes made before LISTEN began
         while not lost.is_set():
             with anyio.move_on_after(every):
                 await changed.wait()
             changed = anyio.Event()
-            await reload_quietly(table, connection)
+            await reload(connection)
             if connection.is_closed():
                 break
     finally:

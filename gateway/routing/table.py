@@ -28,6 +28,7 @@ from gateway.impl import Impl
 from gateway.metrics.registry import GatewayMetrics
 from gateway.routing import store as route_store
 from gateway.routing.canary_guard import CanaryGuard
+from gateway.routing.mismatches import MismatchStore
 from gateway.routing.modes import RouteMode, default_mode, validate_change
 from gateway.routing.pairing import PublicRoute
 from gateway.routing.shadow import ShadowRunner
@@ -68,7 +69,6 @@ class RouteTable:
         self.shadows = ShadowRunner(
             max_concurrent=settings.shadow_max_concurrent,
             timeout=settings.shadow_timeout,
-            keep=settings.shadow_mismatches_kept,
             ignore_fields=settings.shadow_ignore_fields,
             redact_fields=settings.shadow_redact_fields,
             on_result=lambda key, result: metrics.shadow_comparisons.labels(key, result).inc(),
@@ -98,10 +98,13 @@ class RouteTable:
             )
         return self.engine
 
-    def attach(self, engine: AsyncEngine, task_group: TaskGroup) -> None:
+    def attach(
+        self, engine: AsyncEngine, task_group: TaskGroup, mismatches: MismatchStore | None = None
+    ) -> None:
         self.engine = engine
         self.task_group = task_group
         self.shadows.task_group = task_group
+        self.shadows.store = mismatches
 
     def implementations(self, key: str) -> set[str]:
         return set(self.routes[key].implementations)
@@ -122,6 +125,11 @@ class RouteTable:
             usable = wanted is not None and wanted.mode.needs() <= self.implementations(key)
             modes[key] = wanted.mode if usable and wanted else self.default_for(key)
         return modes
+
+    @property
+    def version(self) -> int:
+        """The version of the stored table this worker holds (0: no change stored yet)."""
+        return route_store.table_version(self.stored)
 
     def apply(self, stored: dict[str, route_store.StoredMode]) -> None:
         """Swap in the modes loaded from the database."""
@@ -229,6 +237,7 @@ class RouteTable:
                     "changed_by": stored.changed_by if stored else None,
                     "changed_at": stored.changed_at if stored else None,
                     "reason": stored.reason if stored else None,
+                    "version": stored.version if stored else 0,
                 }
             )
         return described
