@@ -38,6 +38,8 @@ IDLE_SINCE = "gateway_idle_since"
 # per engine: the DBAPI connections checked out of its pool now
 IN_USE: weakref.WeakKeyDictionary[Engine, set[Any]] = weakref.WeakKeyDictionary()
 CANCEL_SECONDS = 2.0
+# per engine: the driver's connect arguments, for probes that connect as the pool does
+CONNECT_ARGS: weakref.WeakKeyDictionary[Engine, dict[str, Any]] = weakref.WeakKeyDictionary()
 # engines behind a transaction pooler: the statement each transaction starts with ("": none)
 POOLED_ENGINES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
@@ -127,13 +129,15 @@ def pooled_setup(engine: Engine) -> str | None:
 
 
 def create_sync_engine(settings: Settings, database_url: str) -> Engine:
+    connect_args = sync_connect_args(settings)
     engine = create_engine(
         sync_url(database_url),
         pool_size=settings.sync_pool_size,
         max_overflow=settings.sync_max_overflow,
         pool_timeout=settings.pool_timeout,
-        connect_args=sync_connect_args(settings),
+        connect_args=connect_args,
     )
+    CONNECT_ARGS[engine] = connect_args
     ping_when_idle(engine, settings.pool_ping_idle_seconds)
     track_in_use(engine)
     behind_transaction_pooler(engine, settings)
@@ -141,13 +145,15 @@ def create_sync_engine(settings: Settings, database_url: str) -> Engine:
 
 
 def create_async_engine_for(settings: Settings, database_url: str) -> AsyncEngine:
+    connect_args = async_connect_args(settings)
     engine = create_async_engine(
         async_url(database_url),
         pool_size=settings.async_pool_size,
         max_overflow=settings.async_max_overflow,
         pool_timeout=settings.pool_timeout,
-        connect_args=async_connect_args(settings),
+        connect_args=connect_args,
     )
+    CONNECT_ARGS[engine.sync_engine] = connect_args
     ping_when_idle(engine.sync_engine, settings.pool_ping_idle_seconds)
     behind_transaction_pooler(engine.sync_engine, settings)
     return engine
@@ -262,6 +268,7 @@ def probe_sync(engine: Engine, timeout: float) -> None:
     that waited for a pooled connection would answer only after the pool timeout.
     """
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    cparams.update(CONNECT_ARGS.get(engine, {}))  # what the pool's connections start with
     cparams.update(
         connect_timeout=max(1, round(timeout)), application_name=f"{APPLICATION_NAME}-probe"
     )
@@ -276,6 +283,8 @@ async def probe_async(engine: AsyncEngine, timeout: float) -> None:
     """`probe_sync` for the async driver."""
     url = engine.url.render_as_string(hide_password=False)
     kwargs = asyncpg_connect_kwargs(url, f"{APPLICATION_NAME}-probe")
+    given = CONNECT_ARGS.get(engine.sync_engine, {})  # what the pool's connections start with
+    kwargs["server_settings"] = {**given.get("server_settings", {}), **kwargs["server_settings"]}
     connection = await asyncpg.connect(**kwargs, timeout=timeout)
     try:
         await connection.execute("SELECT 1")  # simple protocol: no statement left behind
