@@ -373,7 +373,10 @@ def worker_processes(server: RunningProcess) -> list[psutil.Process]:
     """The server's descendants that listen on its port."""
     workers = []
     for process in process_family(server.process.pid)[1:]:
-        connections = process.net_connections(kind="tcp4")
+        try:
+            connections = process.net_connections(kind="tcp4")
+        except psutil.NoSuchProcess:  # a short-lived helper process, gone meanwhile
+            continue
         if any(c.status == psutil.CONN_LISTEN and c.laddr.port == server.port for c in connections):
             workers.append(process)
     return workers

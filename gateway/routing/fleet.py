@@ -59,6 +59,7 @@ class Heartbeat:
         self.every = every
         self.reported: tuple[int, bool] | None = None
         self.reported_at = 0.0
+        self.failed = False  # the last report did not reach the database: retry soon
 
     async def beat(self, version: int, listener: Any = None) -> None:
         """Report, on the listening connection when there is one, else through the pool.
@@ -77,9 +78,10 @@ class Heartbeat:
                 async with self.engine.begin() as connection:
                     await connection.exec_driver_sql(REPORT, arguments)
         except Exception as error:
-            logger.info("worker report not written: %s", type(error).__name__)
+            logger.warning("worker report not written (retried in 1 s): %r", error)
+            self.failed = True
             return
-        self.reported, self.reported_at = (version, listening), now
+        self.reported, self.reported_at, self.failed = (version, listening), now, False
 
     async def stop(self) -> None:
         try:

@@ -72,15 +72,19 @@ async def keep_in_sync(
         if heartbeat is not None:
             await heartbeat.beat(table.version, connection)
 
+    def period() -> float:
+        """Until the next reload: sooner while a report waits to be written."""
+        return POLL_WHILE_DISCONNECTED if heartbeat is not None and heartbeat.failed else every
+
     if listen_url is None:
         while True:
             await reload()
-            await anyio.sleep(every)
+            await anyio.sleep(period())
     backoff = POLL_WHILE_DISCONNECTED
     while True:
         listening = anyio.Event()
         try:
-            await _listen(listen_url, every, listening, reload)
+            await _listen(listen_url, period, listening, reload)
         except Exception as error:  # whatever happened to it, the listener must not stop the app
             logger.warning("route listener lost (%s); polling every second", type(error).__name__)
         if listening.is_set():
@@ -94,7 +98,7 @@ async def keep_in_sync(
 
 async def _listen(
     listen_url: str,
-    every: float,
+    period: Callable[[], float],
     listening: anyio.Event,
     reload: Callable[[Any], Awaitable[None]],
 ) -> None:
@@ -115,7 +119,7 @@ async def _listen(
         listening.set()
         await reload(connection)  # changes made before LISTEN began
         while not lost.is_set():
-            with anyio.move_on_after(every):
+            with anyio.move_on_after(period()):
                 await changed.wait()
             changed = anyio.Event()
             await reload(connection)

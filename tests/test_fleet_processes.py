@@ -1,0 +1,239 @@
+"""Two instances of two workers each behind PgBouncer: changes reach all, laggards show."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.pgbouncer import Bouncer, pgbouncer_binary, started_pgbouncer
+from tests.processes import (
+    ProcessFailed,
+    RunningProcess,
+    child_env,
+    gateway_command,
+    process_family,
+    stop_process,
+    stop_processes,
+    wait_until_listening,
+    wait_until_ok,
+)
+from tests.test_route_sync_processes import (
+    ADMIN_TOKENS,
+    ASYNC,
+    CANARY_ALL,
+    FRESH_CONNECTION_REQUESTS,
+    LEGACY,
+    READ,
+    ROUTE,
+    START_ATTEMPTS,
+    START_SECONDS,
+    Wanted,
+    admin_put,
+    answers_on_fresh_connections,
+    launch,
+    worker_processes,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(pgbouncer_binary() is None, reason="PgBouncer is not installed"),
+]
+
+INSTANCES = ("a", "b")
+WORKERS = 2
+PROPAGATION_SECONDS = 1.0
+POLL_SECONDS = 0.02
+GIVE_UP_SECONDS = 10.0
+CHANGES = (ASYNC, LEGACY, CANARY_ALL, LEGACY, ASYNC)
+
+
+@contextmanager
+def instances(
+    bouncer: Bouncer, database_url: str, log_dir: Path, **settings: str
+) -> Iterator[dict[str, RunningProcess]]:
+    """`gateway serve --workers 2` per instance name, through PgBouncer, listening directly."""
+    started: list[RunningProcess] = []
+    try:
+        running = {}
+        for name in INSTANCES:
+            env = child_env(
+                {
+                    "GATEWAY_DATABASE_URL": bouncer.url_for(database_url),
+                    "GATEWAY_TRANSACTION_POOLING": "true",
+                    "GATEWAY_LISTEN_DATABASE_URL": database_url,
+                    "GATEWAY_INSTANCE_NAME": name,
+                    "GATEWAY_WORKERS": str(WORKERS),
+                    "GATEWAY_ADMIN_TOKENS": ADMIN_TOKENS,
+                    "GATEWAY_LOG_LEVEL": "WARNING",
+                    "GATEWAY_ROUTE_RELOAD_SECONDS": "600",  # only LISTEN/NOTIFY propagates
+                    **settings,
+                }
+            )
+            running[name] = start_ready(env, log_dir / f"{name}.log", started)
+        yield running
+    finally:
+        descendants = [p for r in started for p in process_family(r.process.pid)[1:]]
+        for server in started:
+            stop_process(server.process)
+        stop_processes(descendants)
+
+
+def serve_command(port: int) -> list[str]:
+    return gateway_command("serve", "--port", str(port))
+
+
+def start_ready(
+    env: dict[str, str], log_path: Path, started: list[RunningProcess]
+) -> RunningProcess:
+    for _ in range(START_ATTEMPTS):
+        running = launch(serve_command, env, log_path)
+        started.append(running)
+        if wait_until_listening(running, START_SECONDS):
+            wait_until_ok(running, "/readyz", START_SECONDS)
+            return running
+        if "address already in use" not in running.log():
+            break
+    raise ProcessFailed(f"exited before listening:\n{running.log()}")
+
+
+@contextmanager
+def admin_clients(servers: dict[str, RunningProcess]) -> Iterator[dict[str, httpx.Client]]:
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(
+                httpx.Client(base_url=server.base_url, timeout=5.0, headers=READ)
+            )
+            for name, server in servers.items()
+        }
+
+
+def fleet(client: httpx.Client) -> dict[str, Any]:
+    response = client.get("/admin/fleet")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def wait_for_fleet(client: httpx.Client, workers: int, version: int = 0) -> float:
+    """Seconds until `workers` live workers all report holding `version` or newer."""
+    started = time.monotonic()
+    while True:
+        current = fleet(client)
+        live = [w for w in current["workers"] if not w["stale"]]
+        if len(live) == workers and all(w["version"] >= version for w in live):
+            return time.monotonic() - started
+        assert time.monotonic() - started < GIVE_UP_SECONDS, [
+            (w["worker"], w["version"], w["stale"]) for w in current["workers"]
+        ]
+        time.sleep(POLL_SECONDS)
+
+
+def change(client: httpx.Client, wanted: Wanted, reason: str) -> tuple[int, float]:
+    response = admin_put(client, ROUTE, wanted.body(reason))
+    assert response.status_code == 200, response.text
+    return int(response.json()["event"]["id"]), time.monotonic()
+
+
+@pytest.fixture
+def bouncer(server_url: str) -> Iterator[Bouncer]:
+    with started_pgbouncer(server_url) as running:
+        yield running
+
+
+def test_a_change_reaches_every_worker_of_both_instances_within_a_second(
+    bouncer: Bouncer, committed_database: str, tmp_path: Path
+) -> None:
+    total = len(INSTANCES) * WORKERS
+    with (
+        instances(bouncer, committed_database, tmp_path) as servers,
+        admin_clients(servers) as client,
+    ):
+        wait_for_fleet(client["b"], total)
+        assert all(worker["listening"] for worker in fleet(client["b"])["workers"])
+        delays = []
+        for number, wanted in enumerate(CHANGES):
+            version, answered = change(client["a"], wanted, f"propagation {number}")
+            wait_for_fleet(client["b"], total, version)
+            delays.append(time.monotonic() - answered)
+        workers = {name: worker_processes(server) for name, server in servers.items()}
+        answers = {
+            name: answers_on_fresh_connections(
+                servers[name].port, workers[name], FRESH_CONNECTION_REQUESTS, time.monotonic()
+            )
+            for name in INSTANCES
+        }
+
+    shown = ", ".join(f"{delay * 1000:.0f}" for delay in delays)
+    print(
+        f"\nchange on a -> held by all {total} workers of a and b (through PgBouncer, "
+        f"listening directly): {shown} ms (median {statistics.median(delays) * 1000:.0f} ms)"
+    )
+    assert max(delays) < PROPAGATION_SECONDS
+    for name in INSTANCES:
+        assert {answer.impl for answer in answers[name]} == {CHANGES[-1].serves}
+        assert {answer.worker for answer in answers[name]} == {w.pid for w in workers[name]}
+
+
+def test_a_worker_that_lags_is_named_until_it_catches_up(
+    bouncer: Bouncer, committed_database: str, tmp_path: Path
+) -> None:
+    total = len(INSTANCES) * WORKERS
+    with (
+        instances(bouncer, committed_database, tmp_path) as servers,
+        admin_clients(servers) as client,
+    ):
+        wait_for_fleet(client["a"], total)
+        frozen = worker_processes(servers["b"])[0]
+        frozen.suspend()
+        try:
+            version, _ = change(client["a"], ASYNC, "while b is frozen")
+            time.sleep(PROPAGATION_SECONDS)
+            during = fleet(client["a"])
+            row = next(r for r in client["a"].get("/admin/routes").json() if r["route"] == ROUTE)
+            listed = run_cli("routes", "list", "--url", servers["a"].base_url)
+        finally:
+            frozen.resume()
+        caught_up = wait_for_fleet(client["a"], total, version)
+        after = fleet(client["a"])
+
+    frozen_name = f"b/{frozen.pid}"
+    print(
+        f"\nlagging while frozen: {during['lagging']}; caught up {caught_up:.2f} s after resuming"
+    )
+    assert during["lagging"] == [frozen_name] and not during["converged"]
+    assert row["lagging_workers"] == [frozen_name]
+    assert listed.returncode == 0, listed.stderr
+    assert f"1 lagging: {frozen_name} (holds" in listed.stdout
+    assert after["converged"] and after["lagging"] == []
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+    env = child_env({"GATEWAY_ADMIN_TOKEN": READ["authorization"].removeprefix("Bearer ")})
+    return subprocess.run(
+        gateway_command(*arguments), env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_stopped_worker_leaves_the_fleet(
+    bouncer: Bouncer, committed_database: str, tmp_path: Path
+) -> None:
+    total = len(INSTANCES) * WORKERS
+    with (
+        instances(bouncer, committed_database, tmp_path) as servers,
+        admin_clients(servers) as client,
+    ):
+        wait_for_fleet(client["a"], total)
+        stopped = stop_process(servers["b"].process)
+        remaining = wait_for_fleet(client["a"], WORKERS)
+        left = fleet(client["a"])
+
+    assert stopped.returncode == 0 and not stopped.killed
+    assert {worker["instance"] for worker in left["workers"]} == {"a"}
+    print(f"\nb stopped: its workers left the fleet list within {remaining:.2f} s")
