@@ -303,7 +303,7 @@ async def test_get_db_routes_get_the_gateways_session_and_its_metrics(
             assert (await client.get(path)).status_code == 200
         exposition = (await client.get("/metrics")).text
         sessions = app.state.gateway.database.sync_engine.pool.checkedout()
-    for route in ("/api/v1/projects/", "/api/v1/projects/{project_id}/tickets"):
+    for route in ("GET /api/v1/projects/", "GET /api/v1/projects/{project_id}/tickets"):
         assert database_seconds(exposition, route) > 0, route
     assert sessions == 0
 

@@ -1,7 +1,8 @@
-"""deploy/: the Prometheus config, the recording rules and the Grafana dashboard fit the gateway."""
+"""deploy/: the Prometheus config, rules, alerts and Grafana dashboard fit the gateway."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -13,19 +14,31 @@ from typing import Any
 
 import anyio
 import httpx
+import jsonschema
 import pytest
 import yaml  # type: ignore[import-untyped]
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from demo.app import create_demo_app
 from demo.settings import DemoSettings
+from gateway.metrics.registry import GatewayMetrics
 
 pytestmark = pytest.mark.anyio
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
 RULES = DEPLOY / "rules" / "gateway.rules.yml"
+ALERTS = DEPLOY / "rules" / "gateway.alerts.yml"
+ALERT_TESTS_DIR = DEPLOY / "rules" / "tests"
+ALERT_TESTS = ALERT_TESTS_DIR / "gateway.alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "gateway-dashboard.json"
+DASHBOARD_SCHEMA = DEPLOY / "schemas" / "grafana-dashboard.jsonschema.json"
+ROUTE_FILTER = 'route=~"$route"'
+# A selector: a metric or recorded name, and its label matchers if it has any.
+SELECTOR = re.compile(r"(?<![\w:])([a-zA-Z_][\w:]*)(\{[^{}]*\})?")
+BY_CLAUSE = re.compile(r"\b(?:by|on|ignoring|without)\s*\(([^)]*)\)")
 PROMTOOL_SECONDS = 30.0
 SAMPLER_DEADLINE_SECONDS = 5.0
 # A metric name stands alone; recorded names (level:metric:operations) contain colons.
@@ -86,13 +99,53 @@ def dashboard_panels() -> list[dict[str, Any]]:
     return panels
 
 
-def dashboard_expressions() -> list[str]:
+def alerting_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def annotation_queries() -> list[dict[str, Any]]:
+    """The dashboard's annotation queries against Prometheus (not Grafana's built-in one)."""
+    return [
+        query
+        for query in dashboard()["annotations"]["list"]
+        if query.get("datasource", {}).get("type") == "prometheus"
+    ]
+
+
+def panel_expressions() -> list[str]:
     return [
         target["expr"]
         for panel in dashboard_panels()
         for target in panel.get("targets", ())
         if "expr" in target
     ]
+
+
+def dashboard_expressions() -> list[str]:
+    """Every PromQL expression of the dashboard: its panels' and its annotations'."""
+    return [*panel_expressions(), *(query["expr"] for query in annotation_queries())]
+
+
+def alert_texts() -> list[str]:
+    """Alert expressions, and annotations (their templates may query Prometheus too)."""
+    return [
+        text
+        for rule in alerting_rules()
+        for text in (rule["expr"], *rule.get("annotations", {}).values())
+    ]
+
+
+def route_labelled_series() -> set[str]:
+    """Series names, raw and recorded, whose series carry a `route` label."""
+    metrics = GatewayMetrics(CollectorRegistry(), (0.1, 1.0))
+    names: set[str] = set()
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase) and "route" in metric._labelnames:
+            suffixes = SAMPLE_SUFFIXES[metric._type]
+            names |= {metric._name + suffix for suffix in suffixes}
+    recorded = {rule["record"] for rule in recording_rules() if rule["record"].startswith("route")}
+    return names | recorded
 
 
 def as_promql(expression: str) -> str:
@@ -151,7 +204,7 @@ async def sampled_exposition(client: httpx.AsyncClient) -> str:
 def test_promtool_accepts_the_config_and_its_rule_file() -> None:
     checked = run_promtool("check", "config", PROMETHEUS_CONFIG)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "1 rule files found" in checked.stdout + checked.stderr
+    assert "2 rule files found" in checked.stdout + checked.stderr
 
 
 def test_promtool_accepts_the_rules() -> None:
@@ -160,10 +213,17 @@ def test_promtool_accepts_the_rules() -> None:
     assert f"{len(recording_rules())} rules found" in checked.stdout + checked.stderr
 
 
+def test_promtool_accepts_the_alerts() -> None:
+    checked = run_promtool("check", "rules", ALERTS)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(alerting_rules())} rules found" in checked.stdout + checked.stderr
+    assert all("alert" in rule for rule in alerting_rules())
+
+
 def test_config_scrapes_the_gateway_and_loads_the_rules() -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     assert config["global"]["scrape_interval"] == "15s"
-    assert [(DEPLOY / path).resolve() for path in config["rule_files"]] == [RULES]
+    assert [(DEPLOY / path).resolve() for path in config["rule_files"]] == [RULES, ALERTS]
     (job,) = config["scrape_configs"]
     assert job["job_name"] == "gateway"
     assert job["static_configs"] == [{"targets": ["127.0.0.1:8000"]}]
@@ -225,14 +285,16 @@ def test_dashboard_uses_only_recorded_names_the_rules_define() -> None:
     assert used <= recorded, sorted(used - recorded)
 
 
-async def test_rules_and_dashboard_name_only_metrics_the_gateway_exposes(
+async def test_rules_alerts_and_dashboard_name_only_metrics_the_gateway_exposes(
     gateway_exposition: str,
 ) -> None:
     exposed = set().union(*exposed_series(gateway_exposition).values())
     in_rules = metric_names(rule["expr"] for rule in recording_rules())
+    in_alerts = metric_names(alert_texts())
     in_dashboard = metric_names(dashboard_expressions())
-    assert in_rules and in_dashboard
+    assert in_rules and in_alerts and in_dashboard
     assert in_rules <= exposed, sorted(in_rules - exposed)
+    assert in_alerts <= exposed, sorted(in_alerts - exposed)
     assert in_dashboard <= exposed, sorted(in_dashboard - exposed)
 
 
@@ -274,25 +336,34 @@ def expect(expression: str, *samples: tuple[dict[str, str], float]) -> dict[str,
 
 
 def rules_unit_test() -> dict[str, Any]:
-    """Input series 15 s apart; counters grow at fixed rates; expected values from those rates."""
-    users = {"method": "GET", "route": "/users"}
-    sales = {"method": "GET", "route": "/reports/sales"}
-    unmatched = {"method": "GET", "route": "UNMATCHED"}
+    """Input series 15 s apart; counters grow at fixed rates; expected values from those rates.
+
+    Inputs carry the labels the gateway exports (`method` too); the rules keep `route`, the
+    route key, alone.
+    """
+    users = {"route": "GET /users"}
+    sales = {"route": "GET /reports/sales"}
+    unmatched = {"route": "UNMATCHED"}
+    get = {"method": "GET", "job": "gateway"}
     requests = "gateway_request_duration_seconds_count"
     threads = "gateway_threadpool_seconds_total"
     shadow = "gateway_shadow_comparisons_total"
     input_series = [
-        series(requests, "0+45x40", **users, impl="legacy", status="200", job="gateway"),
-        series(requests, "0+15x40", **users, impl="async", status="200", job="gateway"),
-        series(requests, "0+7.5x40", **sales, impl="legacy", status="200", job="gateway"),
-        series(requests, "0+7.5x40", **sales, impl="legacy", status="500", job="gateway"),
-        series(requests, "0+150x40", **unmatched, impl="none", status="404", job="gateway"),
-        series(threads, "0+3x40", **users),
-        series(threads, "0+9x40", **sales),
+        series(requests, "0+45x40", **users, **get, impl="legacy", status="200"),
+        series(requests, "0+15x40", **users, **get, impl="async", status="200"),
+        series(requests, "0+7.5x40", **sales, **get, impl="legacy", status="500"),
+        series(requests, "0+7.5x40", **sales, **get, impl="legacy", status="200"),
+        series(requests, "0+150x40", **unmatched, **get, impl="none", status="404"),
+        series(threads, "0+3x40", **users, method="GET"),
+        series(threads, "0+9x40", **sales, method="GET"),
         series(shadow, "0+15x40", route="GET /users", result="mismatch"),
         series(shadow, "0+45x40", route="GET /items", result="match"),
         series(shadow, "0+15x40", route="GET /items", result="error"),
         series(shadow, "0+150x40", route="GET /items", result="dropped"),
+        *(  # a route with two implementations, never shadowed: its counters stay at zero
+            series(shadow, "0x40", route="GET /orders", result=result)
+            for result in ("match", "mismatch", "error", "dropped")
+        ),
     ]
     tests = [
         expect(
@@ -322,3 +393,193 @@ def rules_unit_test() -> dict[str, Any]:
         "evaluation_interval": "15s",
         "tests": [{"interval": "15s", "input_series": input_series, "promql_expr_test": tests}],
     }
+
+
+def test_alert_unit_tests_pass() -> None:
+    tested = run_promtool("test", "rules", ALERT_TESTS)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout + tested.stderr
+
+
+def alert_unit_tests() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(ALERT_TESTS.read_text())
+    return loaded
+
+
+def alert_cases(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(test, alert_rule_test) pairs about the alert `name`."""
+    return [
+        (test, case)
+        for test in alert_unit_tests()["tests"]
+        for case in test.get("alert_rule_test", ())
+        if case["alertname"] == name
+    ]
+
+
+def series_labels(selector: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', selector))
+
+
+def test_every_alert_is_tested_firing_and_quiet() -> None:
+    """Each alert: a case where it fires, one where it does not, and quiet series beside it.
+
+    A series group (the labels an alert keeps, besides its fixed ones) that is in the input
+    but not among the expected alerts is one promtool checks does not fire.
+    """
+    assert [(ALERT_TESTS_DIR / path).resolve() for path in alert_unit_tests()["rule_files"]] == [
+        ALERTS
+    ]
+    for rule in alerting_rules():
+        cases = alert_cases(rule["alert"])
+        firing = [(test, case) for test, case in cases if case.get("exp_alerts")]
+        assert firing, f"{rule['alert']} is never expected to fire"
+        assert any(not case.get("exp_alerts") for _, case in cases), rule["alert"]
+        for test, case in firing:
+            fixed = {"alertname", *rule.get("labels", {})}
+            kept = set(case["exp_alerts"][0]["exp_labels"]) - fixed
+            assert kept, rule["alert"]
+            groups = {
+                tuple(labels[name] for name in sorted(kept))
+                for labels in map(series_labels, (s["series"] for s in test["input_series"]))
+                if kept <= set(labels)
+            }
+            fired = {
+                tuple(str(alert["exp_labels"][name]) for name in sorted(kept))
+                for alert in case["exp_alerts"]
+            }
+            assert fired < groups, (rule["alert"], fired, groups)
+
+
+@pytest.mark.parametrize("alert", [rule["alert"] for rule in alerting_rules()])
+def test_an_alert_test_fails_when_its_alert_is_not_expected(alert: str, tmp_path: Path) -> None:
+    """The cases do check something: expecting silence where an alert fires fails them."""
+    tests = alert_unit_tests()
+    tests["rule_files"] = [str(ALERTS)]
+    for test in tests["tests"]:
+        for case in test.get("alert_rule_test", ()):
+            if case["alertname"] == alert:
+                case["exp_alerts"] = []
+    mutated = tmp_path / "mutated.test.yml"
+    mutated.write_text(json.dumps(tests))
+    tested = run_promtool("test", "rules", mutated)
+    assert tested.returncode != 0, tested.stdout
+    assert alert in tested.stdout + tested.stderr
+
+
+def test_alerts_wait_carry_a_severity_and_name_what_they_are_about() -> None:
+    for rule in alerting_rules():
+        name, annotations = rule["alert"], rule.get("annotations", {})
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "")), name
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        assert annotations.get("summary") and annotations.get("description"), name
+        kept = {
+            label.strip()
+            for clause in BY_CLAUSE.findall(rule["expr"])
+            for label in clause.split(",")
+        }
+        text = annotations["summary"] + annotations["description"]
+        for label in kept & {"route", "instance", "engine"}:
+            assert f"$labels.{label}" in annotations["summary"], (name, label)
+        if "route" in kept:
+            # one implementation (a label, or fixed), or both where they are compared
+            named = "$labels.impl" in text or "impl" in rule["labels"]
+            assert named or "legacy and async implementations" in text, name
+            assert "implementation" in annotations["description"], name
+        else:  # about an instance: the description names the route or implementation behind it
+            assert "route" in text or "legacy" in text, name
+
+
+def test_route_alone_names_a_route_in_rules_alerts_and_dashboard() -> None:
+    """No aggregation keeps `method` beside `route`, and no legend shows it."""
+    expressions = [
+        *(rule["expr"] for rule in recording_rules()),
+        *alert_texts(),
+        *dashboard_expressions(),
+    ]
+    clauses = [clause for expression in expressions for clause in BY_CLAUSE.findall(expression)]
+    assert any("route" in clause for clause in clauses)
+    assert not [clause for clause in clauses if "method" in clause]
+    legends = [t.get("legendFormat", "") for p in dashboard_panels() for t in p["targets"]]
+    assert not [legend for legend in legends if "{{method}}" in legend]
+
+
+def test_every_per_route_query_follows_the_route_variable() -> None:
+    """Every selector of a series that has a `route` label filters it by the variable."""
+    per_route = route_labelled_series()
+    assert {"gateway_request_duration_seconds_bucket", "gateway_route_mode"} <= per_route
+    assert "gateway_threadpool_in_use" not in per_route
+    variable = next(v for v in dashboard()["templating"]["list"] if v["name"] == "route")
+    (metric,) = re.findall(r"label_values\((\w+), route\)", variable["query"])
+    assert metric in per_route
+    assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
+    unfiltered = [
+        (name, expression)
+        for expression in dashboard_expressions()
+        for name, matchers in SELECTOR.findall(expression)
+        if name in per_route and ROUTE_FILTER not in matchers
+    ]
+    assert unfiltered == []
+    filtered_panels = [
+        panel["title"]
+        for panel in dashboard_panels()
+        if any(ROUTE_FILTER in target["expr"] for target in panel["targets"])
+    ]
+    assert len(filtered_panels) >= 12, filtered_panels
+    assert all(ROUTE_FILTER in query["expr"] for query in annotation_queries())
+
+
+def test_dashboard_annotates_mode_changes_and_rollbacks() -> None:
+    queries = {query["name"]: query for query in annotation_queries()}
+    assert set(queries) == {"Route mode changes", "Automatic rollbacks"}
+    assert "changes(gateway_route_mode" in queries["Route mode changes"]["expr"]
+    assert "gateway_route_rollbacks_total" in queries["Automatic rollbacks"]["expr"]
+    for query in queries.values():
+        assert query["enable"] and not query["hide"], query["name"]
+        assert query["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert "{{route}}" in query["titleFormat"], query["name"]
+        assert "route" in query["tagKeys"].split(","), query["name"]
+        assert "$__rate_interval" in query["expr"], query["name"]  # windows overlap by a scrape
+    builtin = [query for query in dashboard()["annotations"]["list"] if query.get("builtIn")]
+    assert len(builtin) == 1
+
+
+def grafana_schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD_SCHEMA.read_text())
+    return loaded
+
+
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft7Validator(grafana_schema())
+    return [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
+
+
+def test_dashboard_follows_grafanas_dashboard_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(grafana_schema())
+    assert schema_errors(dashboard()) == []
+
+
+def broken_dashboards() -> dict[str, dict[str, Any]]:
+    """Copies of the dashboard, each with one mistake Grafana's schema refuses."""
+    broken: dict[str, dict[str, Any]] = {}
+    edits = {
+        "panel without height": lambda d: d["panels"][0]["gridPos"].pop("h"),
+        "panel wider than the grid": lambda d: d["panels"][0]["gridPos"].update(w=30),
+        "annotation without colour": lambda d: d["annotations"]["list"][1].pop("iconColor"),
+        "annotation with a typo": lambda d: d["annotations"]["list"][1].update(exp="up"),
+        "variable of no type": lambda d: d["templating"]["list"][1].update(type="regex"),
+        "datasource as a name": lambda d: d["panels"][0]["datasource"].update(name="Prom"),
+        "no templating": lambda d: d.pop("templating"),
+    }
+    for mistake, edit in edits.items():
+        copied = copy.deepcopy(dashboard())
+        edit(copied)
+        broken[mistake] = copied
+    return broken
+
+
+@pytest.mark.parametrize("mistake", sorted(broken_dashboards()))
+def test_grafanas_schema_refuses_a_broken_dashboard(mistake: str) -> None:
+    assert schema_errors(broken_dashboards()[mistake]), mistake

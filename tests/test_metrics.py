@@ -29,7 +29,15 @@ from sqlalchemy import text
 from demo.app import ASYNC_ROUTERS, LEGACY_ROUTERS, create_demo_app
 from demo.settings import DemoSettings
 from gateway import SyncDB
-from gateway.metrics.advisor import COUNTERS, Labels, Series, increase, quantile
+from gateway.metrics.advisor import (
+    COUNTERS,
+    GROUPING,
+    Labels,
+    Series,
+    build_report,
+    increase,
+    quantile,
+)
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +45,6 @@ pytestmark = pytest.mark.anyio
 PROMTOOL = Path("/usr/bin/promtool")
 REQUESTS = "gateway_request_duration_seconds"
 USER_KEY = "GET /users/{user_id}"
-USER_TEMPLATE = "/users/{user_id}"
 ITEM_KEY = "GET /items/{item_id}"
 ORDER_KEY = "GET /orders/{order_id}"
 ADMIN_TOKEN = "s3cret"
@@ -99,13 +106,28 @@ def matching(exposition: str, name: str, **labels: str) -> list[Sample]:
     ]
 
 
+def labelled(exposition: str) -> list[Sample]:
+    """Samples that name a route."""
+    return [sample for sample in all_samples(exposition) if "route" in sample.labels]
+
+
+def families_with(exposition: str, **labels: str) -> set[str]:
+    """Names of the metric families with a sample whose labels include `labels` (no `_created`)."""
+    return {
+        family.name
+        for family in text_string_to_metric_families(exposition)
+        if not family.name.endswith("_created")
+        and any(labels.items() <= sample.labels.items() for sample in family.samples)
+    }
+
+
 def value(exposition: str, name: str, **labels: str) -> float:
     """The sum of the matching samples' values (0 when there is none)."""
     return sum(sample.value for sample in matching(exposition, name, **labels))
 
 
 def user_requests(exposition: str, impl: str, status: str = "200") -> float:
-    labels = {"method": "GET", "route": USER_TEMPLATE, "impl": impl, "status": status}
+    labels = {"method": "GET", "route": USER_KEY, "impl": impl, "status": status}
     return value(exposition, f"{REQUESTS}_count", **labels)
 
 
@@ -193,17 +215,17 @@ async def test_request_and_database_counts_per_implementation(committed_database
     assert not [s for s in all_samples(after_async) if "999999" in s.labels.get("route", "")]
     served = {"legacy": legacy_requests + 1, "async": async_requests}
     for impl, count in served.items():
-        labels = {"method": "GET", "route": USER_TEMPLATE, "impl": impl}
+        labels = {"route": USER_KEY, "impl": impl}
         database_sum = value(after_async, "gateway_db_query_duration_seconds_sum", **labels)
         assert value(after_async, "gateway_db_query_duration_seconds_count", **labels) == count
         assert 0 < database_sum <= value(after_async, f"{REQUESTS}_sum", **labels)
-    waits = {"method": "GET", "route": USER_TEMPLATE}
+    waits = {"route": USER_KEY}
     assert value(after_legacy, "gateway_threadpool_wait_seconds_count", **waits) == served["legacy"]
     assert value(after_async, "gateway_threadpool_wait_seconds_count", **waits) == served["legacy"]
 
 
 async def test_threadpool_seconds_grow_with_legacy_requests_only(committed_database: str) -> None:
-    route = {"method": "GET", "route": USER_TEMPLATE}
+    route = {"route": USER_KEY}
     async with serving(gateway_app(committed_database)) as client:
         await get_ok(client, "/users/1", "legacy")
         first = value(await scrape(client), "gateway_threadpool_seconds_total", **route)
@@ -224,8 +246,8 @@ async def test_async_default_records_no_threadpool_wait(committed_database: str)
         exposition = await scrape(client)
 
     assert user_requests(exposition, "async") == 3
-    assert not matching(exposition, "gateway_threadpool_wait_seconds_count", route=USER_TEMPLATE)
-    assert not matching(exposition, "gateway_threadpool_seconds_total", route=USER_TEMPLATE)
+    assert not matching(exposition, "gateway_threadpool_wait_seconds_count", route=USER_KEY)
+    assert not matching(exposition, "gateway_threadpool_seconds_total", route=USER_KEY)
 
 
 def held_router(entered: threading.Event, release: threading.Event) -> APIRouter:
@@ -242,7 +264,7 @@ def held_router(entered: threading.Event, release: threading.Event) -> APIRouter
 async def test_requests_in_progress_while_an_endpoint_runs(committed_database: str) -> None:
     entered, release = threading.Event(), threading.Event()
     routers = with_default_routes("legacy_routes", held_router(entered, release))
-    held = {"method": "GET", "route": "/held", "impl": "legacy"}
+    held = {"method": "GET", "route": "GET /held", "impl": "legacy"}
     responses: list[httpx.Response] = []
     readings: list[str] = []
     async with serving(gateway_app(committed_database, legacy_routers=routers)) as client:
@@ -319,9 +341,57 @@ async def test_routing_gauges_follow_mode_changes(committed_database: str) -> No
     assert twin == {"legacy": 1, "async": 1}
     only = route_gauges(initial, "gateway_route_implementations", ORDER_KEY, "impl")
     assert only == {"legacy": 1}
+    results = route_gauges(initial, "gateway_shadow_comparisons_total", USER_KEY, "result")
+    assert results == {"match": 0, "mismatch": 0, "error": 0, "dropped": 0}
+    assert [
+        s.value for s in matching(initial, "gateway_route_rollbacks_total", route=USER_KEY)
+    ] == [0]
+    assert not matching(initial, "gateway_shadow_comparisons_total", route=ORDER_KEY)
+    assert not matching(initial, "gateway_route_rollbacks_total", route=ORDER_KEY)
     for row in listed:
         assert value(shadow, "gateway_route_mode", route=row["route"], mode=row["mode"]) == 1
         assert value(shadow, "gateway_route_mode", route=row["route"]) == 1
+
+
+ROUTE_FAMILIES = {
+    REQUESTS,
+    "gateway_requests_in_progress",
+    "gateway_threadpool_wait_seconds",
+    "gateway_threadpool_seconds",
+    "gateway_db_query_duration_seconds",
+    "gateway_event_loop_blocked",
+    "gateway_route_implementations",
+    "gateway_route_mode",
+    "gateway_route_canary_percent",
+    "gateway_shadow_comparisons",
+    "gateway_route_rollbacks",
+}
+
+
+async def test_every_metric_names_a_route_by_its_key(committed_database: str) -> None:
+    shadowed = "GET /items"
+    async with serving(blocking_app(committed_database)) as client:
+        await mixed_traffic(client)
+        await get_ok(client, "/blocking", "async")
+
+        async def compared() -> bool:
+            return value(await scrape(client), "gateway_shadow_comparisons_total") >= 4
+
+        await wait_for(compared)
+        exposition = await scrape(client)
+        keys = {row["route"] for row in (await client.get("/admin/routes")).json()}
+
+    assert {"GET /blocking", USER_KEY, shadowed} <= keys
+    for sample in labelled(exposition):
+        route = sample.labels["route"]
+        assert route in keys or route == "UNMATCHED", sample
+        assert (sample.labels.get("impl") == "none") == (route == "UNMATCHED"), sample
+        if "method" in sample.labels and route != "UNMATCHED":
+            assert sample.labels["method"] == route.partition(" ")[0], sample
+    assert families_with(exposition, route=shadowed) == ROUTE_FAMILIES - {
+        "gateway_event_loop_blocked"
+    }
+    assert "gateway_event_loop_blocked" in families_with(exposition, route="GET /blocking")
 
 
 NOT_API = (
@@ -350,9 +420,9 @@ async def test_operations_endpoints_are_not_recorded_as_routes(committed_databas
     assert {path: count for path, count in recorded.items() if count} == {}
     assert not matching(with_api, "gateway_db_query_duration_seconds_count", impl="none")
     assert user_requests(with_api, "legacy") == 1
-    routes = {sample.labels.get("route", "") for sample in all_samples(with_api)}
-    assert not {route for route in routes if route.startswith(("/metrics", "/healthz", "/admin"))}
-    assert not routes & {"/readyz", "/docs", "/openapi.json"}
+    paths = {sample.labels["route"].partition(" ")[2] for sample in labelled(with_api)}
+    assert not {path for path in paths if path.startswith(("/metrics", "/healthz", "/admin"))}
+    assert not paths & {"/readyz", "/docs", "/openapi.json"}
 
 
 def label_sets(exposition: str, prefix: str) -> set[frozenset[tuple[str, str]]]:
@@ -440,7 +510,8 @@ def blocking_app(url: str, **overrides: Any) -> FastAPI:
 
 
 def blocked(exposition: str, route: str) -> float:
-    return value(exposition, "gateway_event_loop_blocked_total", method="GET", route=route)
+    labels = {"method": "GET", "route": route, "impl": "async"}
+    return value(exposition, "gateway_event_loop_blocked_total", **labels)
 
 
 async def test_sync_session_on_the_event_loop_is_counted_and_warned_once(
@@ -456,13 +527,13 @@ async def test_sync_session_on_the_event_loop_is_counted_and_warned_once(
             await get_ok(client, "/blocking-too", "async")
             exposition = await scrape(client)
 
-    assert blocked(exposition, "/blocking") == 3
-    assert blocked(exposition, "/blocking-too") == 1
+    assert blocked(exposition, "GET /blocking") == 3
+    assert blocked(exposition, "GET /blocking-too") == 1
     assert value(exposition, "gateway_event_loop_blocked_total") == 4
     warnings = [r for r in records if r.name == "gateway.metrics.instrumentation"]
     assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]
-    assert warnings[0].getMessage().startswith("GET /blocking: ")
-    assert warnings[1].getMessage().startswith("GET /blocking-too: ")
+    assert warnings[0].getMessage().startswith("GET /blocking (async): ")
+    assert warnings[1].getMessage().startswith("GET /blocking-too (async): ")
 
 
 async def test_raise_on_blocking_fails_the_request_and_still_counts(
@@ -475,9 +546,9 @@ async def test_raise_on_blocking_fails_the_request_and_still_counts(
 
     assert_error(failed, 500, "internal_error")
     assert failed.headers[IMPL_HEADER] == "async"
-    assert blocked(exposition, "/blocking") == 1
+    assert blocked(exposition, "GET /blocking") == 1
     assert value(exposition, "gateway_event_loop_blocked_total") == 1
-    labels = {"method": "GET", "route": "/blocking", "impl": "async", "status": "500"}
+    labels = {"method": "GET", "route": "GET /blocking", "impl": "async", "status": "500"}
     assert value(exposition, f"{REQUESTS}_count", **labels) == 1
 
 
@@ -602,14 +673,44 @@ def test_quantile_agrees_with_prometheus_histogram_quantile(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_report_sums_a_route_over_instances_and_ignores_unmatched() -> None:
+    """Series as several scraped instances give them: each route summed, whatever else differs."""
+    requests = f"{REQUESTS}_count"
+    series: Series = {}
+    for instance, count in (("a:8000", 30.0), ("b:8000", 50.0)):
+        where = {"instance": instance, "route": USER_KEY}
+        series[series_key(requests, **where, impl="legacy", status="200")] = count
+        series[series_key(requests, **where, impl="async", status="200")] = count / 10
+        series[series_key("gateway_threadpool_seconds_total", **where, method="GET")] = count / 100
+        series[series_key("gateway_event_loop_blocked_total", **where, impl="async")] = 1.0
+        series[series_key("gateway_route_mode", **where, mode="shadow")] = 1.0
+        series[series_key("gateway_route_implementations", **where, impl="legacy")] = 1.0
+        series[series_key("gateway_route_implementations", **where, impl="async")] = 1.0
+        series[series_key(requests, instance=instance, route="UNMATCHED", impl="none")] = 99.0
+    report = build_report(series, 10.0)
+    (route,) = report.routes
+    assert route.route == USER_KEY
+    assert route.mode == "shadow"
+    assert route.by_impl["legacy"].requests_per_second == pytest.approx(8.0)
+    assert route.by_impl["async"].requests_per_second == pytest.approx(0.8)
+    assert route.thread_seconds_per_second == pytest.approx(0.08)
+    assert route.event_loop_blocked == 2
+
+
+def test_prometheus_queries_group_by_route_only() -> None:
+    grouping = {label.strip() for label in GROUPING.split(",")}
+    assert "route" in grouping
+    assert not grouping & {"method", "instance", "job"}
+
+
 def series_key(name: str, **labels: str) -> tuple[str, Labels]:
     return name, tuple(sorted(labels.items()))
 
 
 def test_increase_treats_a_drop_as_a_counter_reset() -> None:
-    requests = series_key(f"{REQUESTS}_count", route="/users/{user_id}")
-    threads = series_key("gateway_threadpool_seconds_total", route="/slow")
-    fresh = series_key("gateway_event_loop_blocked_total", route="/blocking")
+    requests = series_key(f"{REQUESTS}_count", route=USER_KEY)
+    threads = series_key("gateway_threadpool_seconds_total", route="GET /slow")
+    fresh = series_key("gateway_event_loop_blocked_total", route="GET /blocking")
     mode = series_key("gateway_route_mode", mode="legacy")
     assert {requests[0], threads[0], fresh[0]} <= set(COUNTERS)
     before: Series = {requests: 10.0, threads: 4.5, mode: 1.0}

@@ -47,7 +47,7 @@ DEADLINE_SECONDS = 30.0
 SAMPLER_SECONDS = 0.35
 REPORT_WINDOW = 2
 USER_COUNT = "gateway_request_duration_seconds_count"
-USER_LABELS = {"method": "GET", "route": "/users/{user_id}", "impl": "legacy", "status": "200"}
+USER_LABELS = {"method": "GET", "route": "GET /users/{user_id}", "impl": "legacy", "status": "200"}
 
 
 def metric_value(exposition: str, name: str, **labels: str) -> float:

@@ -240,7 +240,7 @@ async def test_both_sources_rank_the_heavy_legacy_route_first_and_agree_on_it(
 
     assert {status for _, status in observed.statuses} == {200}, observed.statuses
     assert {path for path, _ in observed.statuses} == {HEAVY_PATH, *LIGHT_PATHS}
-    assert [sample["metric"]["route"] for sample in observed.top_holders] == [HEAVY_PATH]
+    assert [sample["metric"]["route"] for sample in observed.top_holders] == [HEAVY_ROUTE]
     from_gateway, from_prometheus = observed.reports["gateway"], observed.reports["prometheus"]
     assert from_gateway["routes"][0]["route"] == HEAVY_ROUTE, from_gateway["routes"][:3]
     assert from_prometheus["routes"][0]["route"] == HEAVY_ROUTE, from_prometheus["routes"][:3]

@@ -16,7 +16,11 @@ def report(
     app_option: AppOption = None,
     url: Annotated[str, typer.Option(help="a running gateway")] = "http://127.0.0.1:8000",
     prometheus: Annotated[
-        str | None, typer.Option(help="a Prometheus server to query instead of the gateway")
+        str | None,
+        typer.Option(
+            help="a Prometheus server to query instead of the gateway: every instance it "
+            "scrapes, summed by route"
+        ),
     ] = None,
     window: Annotated[
         float | None,

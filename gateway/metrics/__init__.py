@@ -7,8 +7,9 @@
     exposition       GET /metrics, one worker or several
     advisor          from two readings of the metrics: which route to migrate next, and why
 
-Request metrics are labelled from the scope: the route template FastAPI matched
-(`scope["route"]`) and the implementation the routing layer chose
-(`scope[SCOPE_IMPL]`). The database layer reports its timings through
+Every metric names a route by its key, `route="GET /users/{user_id}"`. Request
+metrics take it, and the implementation the routing layer chose, from the
+scope (`scope[SCOPE_ROUTE]`, `scope[SCOPE_IMPL]`), where the routing layer puts
+them when it hands the request to an implementation. The database layer reports its timings through
 `gateway.database.timing`; this layer reads them.
 """

@@ -4,7 +4,12 @@ Both sources give the same thing, the increase of every counter and histogram
 over a window plus the current gauges:
 
 - a running gateway: /metrics read twice, `window` seconds apart;
-- a Prometheus server: `rate(metric[window]) * window`, summed over instances.
+- a Prometheus server: `rate(metric[window]) * window`, summed by route over
+  every instance (and worker) it scrapes.
+
+Every series names its route by the route key (`route="GET /users/{user_id}"`),
+request and routing metrics alike; requests no route took (`UNMATCHED`) are
+left out.
 
 Routes are ranked by the threadpool time their legacy implementation holds
 (thread-seconds per second): moving the biggest holder frees the most threads.
@@ -38,7 +43,9 @@ COUNTERS = (
     "gateway_shadow_comparisons_total",
 )
 GAUGES = ("gateway_route_mode", "gateway_route_implementations")
-GROUPING = "method, route, impl, status, le, result, mode"
+# Read per implementation; the other counters are read per route, whatever their labels.
+BY_IMPL = (f"{REQUESTS}_count", f"{REQUESTS}_sum", "gateway_db_query_duration_seconds_sum")
+GROUPING = "route, impl, status, le, result, mode"
 
 
 def parse(text: str) -> Series:
@@ -159,19 +166,19 @@ class _Index:
             self._add(name, dict(labels), value)
 
     def _add(self, name: str, labels: dict[str, str], value: float) -> None:
-        key = f"{labels.get('method', '')} {labels.get('route', '')}"
+        key = labels.get("route", "")
         if name == "gateway_route_implementations" and value:
-            self.implementations[labels["route"]].add(labels["impl"])
+            self.implementations[key].add(labels["impl"])
         elif name == "gateway_route_mode" and value:
-            self.modes[labels["route"]] = labels["mode"]
+            self.modes[key] = labels["mode"]
         elif name == "gateway_shadow_comparisons_total":
-            self.sums[labels["route"], name, labels["result"]] += value
+            self.sums[key, name, labels["result"]] += value
         elif name == f"{REQUESTS}_bucket":
             bucket = self.buckets[key, labels["impl"]]
             bound = float(labels["le"])
             bucket[bound] = bucket.get(bound, 0.0) + value
         else:
-            self.sums[key, name, labels.get("impl", "")] += value
+            self.sums[key, name, labels.get("impl", "") if name in BY_IMPL else ""] += value
 
     def total(self, key: str, name: str, impl: str = "") -> float:
         return self.sums.get((key, name, impl), 0.0)

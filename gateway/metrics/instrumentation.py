@@ -2,9 +2,9 @@
 
 The blocking detector: a statement run by the sync engine on the event-loop
 thread, during an API request, is an `async def` route using a sync Session.
-It is counted against that route and logged once per route; with
-`GATEWAY_RAISE_ON_BLOCKING` it raises `BlockingCall` instead, failing the
-request.
+It is counted against that route (its key) and implementation, and logged
+once per route; with `GATEWAY_RAISE_ON_BLOCKING` it raises `BlockingCall`
+instead, failing the request.
 """
 
 from __future__ import annotations
@@ -68,10 +68,10 @@ def detect_blocking(
         request = current_times.get()
         if not isinstance(request, MeasuredRequest) or threading.get_ident() != loop_thread:
             return
-        method, route = request.labels()
-        metrics.loop_blocked.labels(method, route).inc()
+        method, route, impl = request.labels()
+        metrics.loop_blocked.labels(method, route, impl).inc()
         message = (
-            f"{method} {route}: a sync Session ran a query on the event loop thread; "
+            f"{route} ({impl}): a sync Session ran a query on the event loop thread; "
             "every other request waited for it. Use AsyncDB in `async def` endpoints, "
             "or make the endpoint a plain `def`."
         )

@@ -1,19 +1,20 @@
 """The pure ASGI middleware that times every API request and records it once it has ended.
 
 It wraps `send` to see the status and records in `finally`, so a failing
-request is measured too. Labels come from the scope: `scope["route"]`, the
-route FastAPI matched (its path template), and `scope[SCOPE_IMPL]`, the
-implementation the routing layer chose. A request no API route took is
-recorded as `UNMATCHED` when it was refused before reaching one (404 and 405
-from the router; 413, 414 and 431 from the gateway's request limits), and not
-at all otherwise (health, metrics, docs, admin and the app's other routes).
+request is measured too. Labels come from the scope, where the routing layer
+puts them when it hands a request to an implementation: `scope[SCOPE_ROUTE]`,
+the route key (`GET /users/{user_id}`, a string made once per route, not per
+request), and `scope[SCOPE_IMPL]`, the implementation. A request no API route
+took is recorded as `UNMATCHED` when it was refused before reaching one (404
+and 405 from the router; 413, 414 and 431 from the gateway's request limits),
+and not at all otherwise (health, metrics, docs, admin and the app's other
+routes).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,6 +23,7 @@ from gateway.database.timing import RequestTimes, current_times
 from gateway.metrics.registry import UNMATCHED, GatewayMetrics, measured_method
 
 SCOPE_IMPL = "gateway.impl"  # set by the routing layer: the implementation that serves
+SCOPE_ROUTE = "gateway.route"  # set with it: the route key, the `route` label
 UNROUTED = frozenset({404, 405, 413, 414, 431})  # refused before any API route took it
 NOT_API = ("/admin", "/metrics", "/healthz", "/readyz")
 
@@ -35,15 +37,14 @@ class MeasuredRequest(RequestTimes):
         super().__init__()
         self.scope = scope
 
-    def labels(self) -> tuple[str, str]:
-        """(method, route template) of the request, once a route has matched it."""
-        return measured_method(self.scope["method"]), route_template(self.scope)
-
-
-def route_template(scope: Scope) -> str:
-    route: Any = scope.get("route")
-    template = getattr(route, "path_format", None)
-    return template if isinstance(template, str) else UNMATCHED
+    def labels(self) -> tuple[str, str, str]:
+        """(method, route key, impl) of the request; `UNMATCHED`, `none` before a route took it."""
+        scope = self.scope
+        return (
+            measured_method(scope["method"]),
+            scope.get(SCOPE_ROUTE, UNMATCHED),
+            scope.get(SCOPE_IMPL, "none"),
+        )
 
 
 class MetricsMiddleware:
@@ -73,9 +74,12 @@ class MetricsMiddleware:
         metrics: GatewayMetrics, scope: Scope, status: int, seconds: float, times: RequestTimes
     ) -> None:
         impl = scope.get(SCOPE_IMPL)
-        if impl is None and (status not in UNROUTED or scope["path"].startswith(NOT_API)):
+        if impl is not None:
+            route = scope.get(SCOPE_ROUTE, UNMATCHED)
+        elif status in UNROUTED and not scope["path"].startswith(NOT_API):
+            route, impl = UNMATCHED, "none"
+        else:
             return  # not an API route: health, metrics, docs, admin, the app's other routes
-        template = UNMATCHED if impl is None else route_template(scope)
         metrics.observe_request(
-            measured_method(scope["method"]), template, impl or "none", status, seconds, times
+            measured_method(scope["method"]), route, impl, status, seconds, times
         )

@@ -13,20 +13,27 @@
     gateway_db_pool_wait_seconds          histogram  engine: time to check a connection out
     gateway_db_query_duration_seconds     histogram  method, route, impl: database time of a request
     gateway_event_loop_lag_seconds        histogram  how late a periodic tick fires
-    gateway_event_loop_blocked_total      counter    method, route: sync database calls on the loop
+    gateway_event_loop_blocked_total      counter    method, route, impl: sync queries on the loop
     gateway_route_implementations         gauge      route, impl: 1 for each implementation it has
     gateway_route_mode                    gauge      route, mode: 1 for the current mode
     gateway_route_canary_percent          gauge      route
     gateway_shadow_comparisons_total      counter    route, result (match|mismatch|error|dropped)
     gateway_route_rollbacks_total         counter    route
+    gateway_connections_closed_total      counter    reason
 
-Request metrics name a route by `method` and `route` (its path template);
-routing metrics by `route` = the route key, `METHOD /path/template`.
-Labels are bounded by construction: `route` is a route template (unmatched
-paths share `UNMATCHED`), `method` one of the standard methods or `OTHER`,
-`status` a status code. Only API routes (those the gateway dispatches) are
-measured (see `gateway.metrics.middleware`). Label children are cached, so a
-request allocates no label set after the first of its kind.
+`route` means one thing on every metric: the route key, `METHOD /path/template`
+(`GET /users/{user_id}`), so one selector such as `{route="GET /users/{user_id}"}`
+picks a route out of any of them. `method` is kept on the request metrics as
+the method of the request (for a matched route, the key's); `impl` is the
+implementation that served (`legacy`, `async`, or `none` when no route did).
+Labels are bounded by construction: `route` is one of the app's route keys
+(requests no route took share `UNMATCHED`), `method` one of the standard
+methods or `OTHER`, `status` a status code. Only API routes (those the gateway
+dispatches) are measured (see `gateway.metrics.middleware`). Label children
+are cached, so a request allocates no label set after the first of its kind.
+Counters a route can only grow once it has two implementations (shadow
+results, rollbacks) start at zero for those routes, so that `increase()` and
+`changes()` see their first event.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from gateway.database.timing import RequestTimes
 
 UNMATCHED = "UNMATCHED"
+SHADOW_RESULTS = ("match", "mismatch", "error", "dropped")
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MODES = ("legacy", "async", "canary", "shadow")
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
@@ -94,7 +102,7 @@ class GatewayMetrics:
         self.loop_blocked = counter(
             "gateway_event_loop_blocked",
             "sync database calls on the event loop",
-            ("method", "route"),
+            ("method", "route", "impl"),
         )
         self.route_implementations = gauge(
             "gateway_route_implementations", "1 per implementation", ("route", "impl"), "livemax"
@@ -153,10 +161,15 @@ class GatewayMetrics:
             )
         return children
 
-    def show_implementations(self, implementations: dict[str, set[str]]) -> None:
+    def show_implementations(self, implementations: Mapping[str, set[str]]) -> None:
+        """Each route's implementations; a route with both gets its shadow and rollback counters."""
         for route, impls in implementations.items():
             for impl in impls:
                 self.route_implementations.labels(route, impl).set(1)
+            if {"legacy", "async"} <= impls:
+                self.rollbacks.labels(route)
+                for result in SHADOW_RESULTS:
+                    self.shadow_comparisons.labels(route, result)
 
     def show_modes(self, modes: Mapping[str, tuple[str, int]]) -> None:
         """Each route's current mode and canary percent (0 unless in canary)."""

@@ -37,7 +37,7 @@ from gateway.database.sessions import SCOPE_SESSIONS, bind_sessions, release_unf
 from gateway.error_docs import documented_responses
 from gateway.errors import ConfigurationError, ErrorFormat, cancelled_answer, internal_error
 from gateway.impl import Impl
-from gateway.metrics.middleware import SCOPE_IMPL
+from gateway.metrics.middleware import SCOPE_IMPL, SCOPE_ROUTE
 from gateway.metrics.registry import GatewayMetrics, measured_method
 from gateway.routing.contract import check_same_contract, fields, flat_fields
 from gateway.routing.keys import naming_differences, route_key, shape
@@ -160,12 +160,13 @@ def tag_with_impl(
     exactly as it would without the gateway.
     """
     header = (IMPL_HEADER, impl.encode())
-    method, template = key.split(" ", 1)
-    in_progress = metrics.in_progress.labels(measured_method(method), template, impl)
+    method = key.split(" ", 1)[0]
+    in_progress = metrics.in_progress.labels(measured_method(method), key, impl)
     answers_errors = error_format == "envelope"
 
     async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
         scope[SCOPE_IMPL] = impl
+        scope[SCOPE_ROUTE] = key
         in_progress.inc()
         started = False
 
