@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import statistics
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -12,19 +16,25 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from tests.pgbouncer import Bouncer, pgbouncer_binary, started_pgbouncer
 from tests.processes import (
+    LOCALHOST,
+    REPO_ROOT,
     ProcessFailed,
     RunningProcess,
     child_env,
+    free_port,
     gateway_command,
     process_family,
+    running_server,
     stop_process,
     stop_processes,
     wait_until_listening,
     wait_until_ok,
 )
+from tests.test_prometheus_scrape import prometheus_binary
 from tests.test_route_sync_processes import (
     ADMIN_TOKENS,
     ASYNC,
@@ -237,3 +247,139 @@ def test_a_stopped_worker_leaves_the_fleet(
     assert stopped.returncode == 0 and not stopped.killed
     assert {worker["instance"] for worker in left["workers"]} == {"a"}
     print(f"\nb stopped: its workers left the fleet list within {remaining:.2f} s")
+
+
+SCRAPE_SECONDS = 1.0
+LOAD_SECONDS = 3.0
+LOAD_CLIENTS = 2  # per instance
+REPORT_WINDOW_SECONDS = 30
+COUNT_TOLERANCE = 0.15
+DRAIN_SECONDS = 5.0
+LOADED_ROUTE = "GET /users/{user_id}"
+PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus.yml"
+
+
+@contextmanager
+def prometheus_scraping(servers: dict[str, RunningProcess], tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus with the shipped configuration and rules, its targets our instances."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / path) for path in config["rule_files"]]
+    targets = [f"{LOCALHOST}:{server.port}" for server in servers.values()]
+    config["scrape_configs"][0]["static_configs"] = [{"targets": targets}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [
+        prometheus_binary(),
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--web.listen-address={LOCALHOST}:{port}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        "--log.level=warn",
+    ]
+    log = tmp_path / "prometheus.log"
+    with running_server(command, child_env({}), port, log, ready_path="/-/ready") as server:
+        yield server.base_url
+
+
+def targets_up(prometheus: str, count: int) -> bool:
+    result = httpx.get(f"{prometheus}/api/v1/query", params={"query": 'up{job="gateway"} == 1'})
+    return len(result.json()["data"]["result"]) == count
+
+
+def load(base_url: str, until: float, outcomes: list[tuple[str, float]]) -> None:
+    """GET users on a new connection each time until `until`: (outcome, when it was sent)."""
+    number = 0
+    with httpx.Client(base_url=base_url, timeout=10, headers={"connection": "close"}) as client:
+        while time.monotonic() < until:
+            number += 1
+            sent = time.monotonic()
+            try:
+                response = client.get(f"/users/{number % 12 + 1}")
+            except httpx.ConnectError:
+                outcomes.append(("refused", sent))  # no longer accepting: go elsewhere
+                time.sleep(0.01)
+                continue
+            except httpx.HTTPError as error:
+                outcomes.append((type(error).__name__, sent))
+                continue
+            outcomes.append((str(response.status_code), sent))
+
+
+def loaded(servers: dict[str, RunningProcess], seconds: float) -> dict[str, Counter[str]]:
+    until = time.monotonic() + seconds
+    outcomes: dict[str, list[tuple[str, float]]] = {name: [] for name in servers}
+    threads = [
+        threading.Thread(target=load, args=(server.base_url, until, outcomes[name]))
+        for name, server in servers.items()
+        for _ in range(LOAD_CLIENTS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {name: Counter(outcome for outcome, _ in found) for name, found in outcomes.items()}
+
+
+def prometheus_report(prometheus: str) -> dict[str, Any]:
+    command = gateway_command(
+        "report", "--prometheus", prometheus, "--window", str(REPORT_WINDOW_SECONDS), "--json"
+    )
+    finished = subprocess.run(
+        command, env=child_env({}), capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    return {route["route"]: route for route in json.loads(finished.stdout)["routes"]}
+
+
+def test_one_prometheus_sums_both_instances_and_sigterm_under_load_drains(
+    bouncer: Bouncer, committed_database: str, tmp_path: Path
+) -> None:
+    drain = {"GATEWAY_SHUTDOWN_DRAIN_SECONDS": str(DRAIN_SECONDS)}
+    with ExitStack() as stack:
+        servers = stack.enter_context(instances(bouncer, committed_database, tmp_path, **drain))
+        prometheus = stack.enter_context(prometheus_scraping(servers, tmp_path))
+        wait_until(lambda: targets_up(prometheus, len(INSTANCES)), "both targets up")
+        sent = loaded(servers, LOAD_SECONDS)
+        time.sleep(3 * SCRAPE_SECONDS)  # the last requests scraped
+        routes = prometheus_report(prometheus)
+
+        draining: dict[str, list[tuple[str, float]]] = {"b": []}
+        until = time.monotonic() + LOAD_SECONDS
+        loader = threading.Thread(target=load, args=(servers["b"].base_url, until, draining["b"]))
+        loader.start()
+        time.sleep(LOAD_SECONDS / 3)
+        signalled = time.monotonic()
+        servers["b"].process.send_signal(signal.SIGTERM)
+        returncode = servers["b"].process.wait(timeout=DRAIN_SECONDS + 10)
+        exited = time.monotonic() - signalled
+        loader.join()
+        before = Counter(outcome for outcome, sent in draining["b"] if sent < signalled)
+        after = Counter(outcome for outcome, sent in draining["b"] if sent >= signalled)
+        still_served = Counter(loaded({"a": servers["a"]}, 1.0)["a"])
+
+    answered = {name: found["200"] for name, found in sent.items()}
+    counted = (
+        routes[LOADED_ROUTE]["by_impl"]["legacy"]["requests_per_second"] * REPORT_WINDOW_SECONDS
+    )
+    print(
+        f"\nsent {answered} -> Prometheus over both instances counts {counted:.0f}; "
+        f"SIGTERM under load: exit {returncode} after {exited:.2f} s, requests sent before it "
+        f"{dict(before)}, after it {dict(after)}"
+    )
+    assert set(sent["a"]) == set(sent["b"]) == {"200"}, sent
+    assert abs(counted - sum(answered.values())) <= COUNT_TOLERANCE * sum(answered.values())
+    assert counted > max(answered.values()) * (1 + COUNT_TOLERANCE)
+    assert returncode == 0 and exited < DRAIN_SECONDS
+    assert set(before) == {"200"}, before  # in flight at the signal: answered
+    # Sent after it: answered while draining, or refused once the socket closed; a
+    # connection still in the listen queue when uvicorn closes the socket is reset.
+    assert set(after) <= {"200", "503", "refused", "ReadError", "RemoteProtocolError"}, after
+    assert after["refused"] > 0
+    assert set(still_served) == {"200"}
+
+
+def wait_until(condition: Any, what: str, seconds: float = GIVE_UP_SECONDS * 2) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.2)
