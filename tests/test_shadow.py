@@ -334,3 +334,37 @@ def test_readable_diff_shows_only_the_differing_field() -> None:
     diff = readable_diff({"n": 1, "side": "a"}, {"n": 1, "side": "b"}, ("left", "right"))
     changed = [line for line in diff.splitlines() if line[:1] in "+-"]
     assert changed == ["--- left", "+++ right", '-  "side": "a"', '+  "side": "b"']
+
+
+async def test_every_instance_lists_the_mismatches_any_instance_found(
+    committed_database: str,
+) -> None:
+    routers = probe_routers(async_side="different")
+    finder = real_app(committed_database, routers, instance_name="finder")
+    other = real_app(committed_database, routers, instance_name="other")
+    async with serving(finder) as found_on, serving(other) as listed_on:
+        await shadow_on(found_on, PROBE_ROUTE)
+        for n in (1, 2):
+            assert (await found_on.get(f"/probe/{n}")).status_code == 200
+        await settled_report(found_on, PROBE_ROUTE, runs=2)
+        here, there = await report(found_on, PROBE_ROUTE), await report(listed_on, PROBE_ROUTE)
+
+    assert here["mismatches"] == there["mismatches"]
+    assert [m["path"] for m in there["mismatches"]] == ["/probe/2", "/probe/1"]
+    assert {m["worker"].split("/")[0] for m in there["mismatches"]} == {"finder"}
+    assert there["counts"]["mismatch"] == 0  # counts are each worker's own; metrics sum them
+
+
+async def test_only_the_newest_mismatches_are_kept_per_route(committed_database: str) -> None:
+    app = real_app(
+        committed_database, probe_routers(async_side="different"), shadow_mismatches_kept=3
+    )
+    async with serving(app) as client:
+        await shadow_on(client, PROBE_ROUTE)
+        for n in range(1, 6):
+            assert (await client.get(f"/probe/{n}")).status_code == 200
+            await settled_report(client, PROBE_ROUTE, runs=n)
+        found = await report(client, PROBE_ROUTE)
+
+    assert found["counts"]["mismatch"] == 5
+    assert [m["path"] for m in found["mismatches"]] == ["/probe/5", "/probe/4", "/probe/3"]

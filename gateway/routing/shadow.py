@@ -130,7 +130,6 @@ class ShadowRunner:
                     copied = await shadow_scope(scope, stack)
                     await app(copied, replay(body), capturing(shadow_answer))
             mismatch = self._compare(key, primary, scope, answer, shadow_answer)
-            self._count(key, "match" if mismatch is None else "mismatch")
         except Exception as error:
             self._count(key, "error")
             logger.info("shadow of %s failed: %s", key, type(error).__name__)
@@ -138,7 +137,8 @@ class ShadowRunner:
         finally:
             self.in_flight -= 1
         if mismatch is not None:
-            await self._keep(mismatch)
+            await self._keep(mismatch)  # before it is counted: a count means it can be read
+        self._count(key, "match" if mismatch is None else "mismatch")
 
     async def _keep(self, mismatch: Mismatch) -> None:
         if self.store is None:
