@@ -240,6 +240,11 @@ class Settings(BaseSettings):
     workers: Annotated[int, Field(ge=1, le=512)] = Field(
         default=1, description="worker processes `gateway serve` runs"
     )
+    worker_healthcheck_seconds: Annotated[int, Field(ge=1, le=600)] = Field(
+        default=20,
+        description="seconds a worker process of `gateway serve --workers N` may take to "
+        "answer its supervisor, its start included, before it is replaced",
+    )
     instance_name: str = Field(
         default_factory=socket.gethostname,
         min_length=1,

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import statistics
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -15,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
+import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from tests.conftest import drop_database, with_database
 from tests.pgbouncer import Bouncer, pgbouncer_binary, started_pgbouncer
 from tests.processes import (
     LOCALHOST,
@@ -383,3 +391,75 @@ def wait_until(condition: Any, what: str, seconds: float = GIVE_UP_SECONDS * 2) 
     while not condition():
         assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
         time.sleep(0.2)
+
+
+FLEET_SCRIPT = REPO_ROOT / "deploy" / "local" / "fleet.sh"
+MACHINE_URL = os.environ.get(
+    "GATEWAY_MACHINE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def machine_server() -> str | None:
+    """The machine's PostgreSQL on TCP (the local fleet's PgBouncer reaches it there)."""
+    try:
+        psycopg.connect(MACHINE_URL, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return None
+    return MACHINE_URL
+
+
+def run_script(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(FLEET_SCRIPT), command], env=env, capture_output=True, text=True,
+        timeout=240, cwd=REPO_ROOT,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(machine_server() is None, reason="no PostgreSQL on 127.0.0.1:5432")
+def test_the_local_fleet_script_brings_up_two_pooled_instances_and_stops_them() -> None:
+    name = f"gateway_fleet_{uuid.uuid4().hex[:8]}"
+    fleet_dir = Path(tempfile.mkdtemp(prefix="gateway-fleet-"))  # PgBouncer's user reaches it
+    ports = [free_port() for _ in range(4)]
+    env = child_env(
+        {
+            "FLEET_DATABASE_URL": with_database(MACHINE_URL, name),
+            "FLEET_DIR": str(fleet_dir),
+            "FLEET_PORTS": f"{ports[0]} {ports[1]}",
+            "FLEET_PGBOUNCER_PORT": str(ports[2]),
+            "FLEET_PROMETHEUS_PORT": str(ports[3]),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        }
+    )
+    try:
+        started = run_script("up", env)
+        assert started.returncode == 0, started.stdout + started.stderr
+        status = run_script("status", env)
+        moved = subprocess.run(
+            gateway_command(
+                "routes", "set", ROUTE, "async", "--url", f"http://{LOCALHOST}:{ports[1]}"
+            ),
+            env={**env, "GATEWAY_ADMIN_TOKEN": "fleet-admin-token"},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        with httpx.Client(base_url=f"http://{LOCALHOST}:{ports[0]}", headers=FLEET_ADMIN) as a:
+            wait_for_fleet(a, len(INSTANCES) * WORKERS, version=1)
+            served = a.get("/users/1").headers["x-gateway-impl"]
+        pids = [int(p.read_text()) for p in fleet_dir.glob("*.pid")]
+    finally:
+        stopped = run_script("down", env)
+        drop_database(MACHINE_URL, name)
+        shutil.rmtree(fleet_dir, ignore_errors=True)
+
+    print(f"\nlocal fleet: {started.stdout.strip()}")
+    assert "PgBouncer:" in started.stdout and "Prometheus:" in started.stdout
+    fleet_seen = json.loads(status.stdout)
+    assert {w["instance"] for w in fleet_seen["workers"]} == {"a", "b"}
+    assert all(w["listening"] for w in fleet_seen["workers"])
+    assert moved.returncode == 0, moved.stderr
+    assert served == "async"
+    assert stopped.returncode == 0, stopped.stderr
+    assert len(pids) == len(INSTANCES) + 2  # the instances, PgBouncer, Prometheus
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+FLEET_ADMIN = {"authorization": "Bearer fleet-admin-token"}
