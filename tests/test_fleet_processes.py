@@ -159,104 +159,6 @@ def change(client: httpx.Client, wanted: Wanted, reason: str) -> tuple[int, floa
     return int(response.json()["event"]["id"]), time.monotonic()
 
 
-@pytest.fixture
-def bouncer(server_url: str) -> Iterator[Bouncer]:
-    with started_pgbouncer(server_url) as running:
-        yield running
-
-
-def test_a_change_reaches_every_worker_of_both_instances_within_a_second(
-    bouncer: Bouncer, committed_database: str, tmp_path: Path
-) -> None:
-    total = len(INSTANCES) * WORKERS
-    with (
-        instances(bouncer, committed_database, tmp_path) as servers,
-        admin_clients(servers) as client,
-    ):
-        wait_for_fleet(client["b"], total)
-        assert all(worker["listening"] for worker in fleet(client["b"])["workers"])
-        delays = []
-        for number, wanted in enumerate(CHANGES):
-            version, answered = change(client["a"], wanted, f"propagation {number}")
-            wait_for_fleet(client["b"], total, version)
-            delays.append(time.monotonic() - answered)
-        workers = {name: worker_processes(server) for name, server in servers.items()}
-        answers = {
-            name: answers_on_fresh_connections(
-                servers[name].port, workers[name], FRESH_CONNECTION_REQUESTS, time.monotonic()
-            )
-            for name in INSTANCES
-        }
-
-    shown = ", ".join(f"{delay * 1000:.0f}" for delay in delays)
-    print(
-        f"\nchange on a -> held by all {total} workers of a and b (through PgBouncer, "
-        f"listening directly): {shown} ms (median {statistics.median(delays) * 1000:.0f} ms)"
-    )
-    assert max(delays) < PROPAGATION_SECONDS
-    for name in INSTANCES:
-        assert {answer.impl for answer in answers[name]} == {CHANGES[-1].serves}
-        assert {answer.worker for answer in answers[name]} == {w.pid for w in workers[name]}
-
-
-def test_a_worker_that_lags_is_named_until_it_catches_up(
-    bouncer: Bouncer, committed_database: str, tmp_path: Path
-) -> None:
-    total = len(INSTANCES) * WORKERS
-    with (
-        instances(bouncer, committed_database, tmp_path) as servers,
-        admin_clients(servers) as client,
-    ):
-        wait_for_fleet(client["a"], total)
-        frozen = worker_processes(servers["b"])[0]
-        frozen.suspend()
-        try:
-            version, _ = change(client["a"], ASYNC, "while b is frozen")
-            time.sleep(PROPAGATION_SECONDS)
-            during = fleet(client["a"])
-            row = next(r for r in client["a"].get("/admin/routes").json() if r["route"] == ROUTE)
-            listed = run_cli("routes", "list", "--url", servers["a"].base_url)
-        finally:
-            frozen.resume()
-        caught_up = wait_for_fleet(client["a"], total, version)
-        after = fleet(client["a"])
-
-    frozen_name = f"b/{frozen.pid}"
-    print(
-        f"\nlagging while frozen: {during['lagging']}; caught up {caught_up:.2f} s after resuming"
-    )
-    assert during["lagging"] == [frozen_name] and not during["converged"]
-    assert row["lagging_workers"] == [frozen_name]
-    assert listed.returncode == 0, listed.stderr
-    assert f"1 lagging: {frozen_name} (holds" in listed.stdout
-    assert after["converged"] and after["lagging"] == []
-
-
-def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    env = child_env({"GATEWAY_ADMIN_TOKEN": READ["authorization"].removeprefix("Bearer ")})
-    return subprocess.run(
-        gateway_command(*arguments), env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-def test_a_stopped_worker_leaves_the_fleet(
-    bouncer: Bouncer, committed_database: str, tmp_path: Path
-) -> None:
-    total = len(INSTANCES) * WORKERS
-    with (
-        instances(bouncer, committed_database, tmp_path) as servers,
-        admin_clients(servers) as client,
-    ):
-        wait_for_fleet(client["a"], total)
-        stopped = stop_process(servers["b"].process)
-        remaining = wait_for_fleet(client["a"], WORKERS)
-        left = fleet(client["a"])
-
-    assert stopped.returncode == 0 and not stopped.killed
-    assert {worker["instance"] for worker in left["workers"]} == {"a"}
-    print(f"\nb stopped: its workers left the fleet list within {remaining:.2f} s")
-
-
 SCRAPE_SECONDS = 1.0
 LOAD_SECONDS = 3.0
 LOAD_CLIENTS = 2  # per instance
@@ -339,51 +241,131 @@ def prometheus_report(prometheus: str) -> dict[str, Any]:
     return {route["route"]: route for route in json.loads(finished.stdout)["routes"]}
 
 
-def test_one_prometheus_sums_both_instances_and_sigterm_under_load_drains(
+@pytest.fixture
+def bouncer(server_url: str) -> Iterator[Bouncer]:
+    with started_pgbouncer(server_url) as running:
+        yield running
+
+
+def test_two_pooled_instances_agree_are_watched_together_and_drain(
     bouncer: Bouncer, committed_database: str, tmp_path: Path
 ) -> None:
+    """One fleet, in order: propagation, a laggard named, one Prometheus, a drain under load."""
     drain = {"GATEWAY_SHUTDOWN_DRAIN_SECONDS": str(DRAIN_SECONDS)}
     with ExitStack() as stack:
         servers = stack.enter_context(instances(bouncer, committed_database, tmp_path, **drain))
+        client = stack.enter_context(admin_clients(servers))
         prometheus = stack.enter_context(prometheus_scraping(servers, tmp_path))
-        wait_until(lambda: targets_up(prometheus, len(INSTANCES)), "both targets up")
-        sent = loaded(servers, LOAD_SECONDS)
-        time.sleep(3 * SCRAPE_SECONDS)  # the last requests scraped
-        routes = prometheus_report(prometheus)
+        changes_reach_every_worker_within_a_second(servers, client)
+        a_lagging_worker_is_named_until_it_catches_up(servers, client)
+        one_prometheus_sums_both_instances(servers, prometheus)
+        sigterm_under_load_drains_and_the_instance_leaves_the_fleet(servers, client)
 
-        draining: dict[str, list[tuple[str, float]]] = {"b": []}
-        until = time.monotonic() + LOAD_SECONDS
-        loader = threading.Thread(target=load, args=(servers["b"].base_url, until, draining["b"]))
-        loader.start()
-        time.sleep(LOAD_SECONDS / 3)
-        signalled = time.monotonic()
-        servers["b"].process.send_signal(signal.SIGTERM)
-        returncode = servers["b"].process.wait(timeout=DRAIN_SECONDS + 10)
-        exited = time.monotonic() - signalled
-        loader.join()
-        before = Counter(outcome for outcome, sent in draining["b"] if sent < signalled)
-        after = Counter(outcome for outcome, sent in draining["b"] if sent >= signalled)
-        still_served = Counter(loaded({"a": servers["a"]}, 1.0)["a"])
 
-    answered = {name: found["200"] for name, found in sent.items()}
-    counted = (
-        routes[LOADED_ROUTE]["by_impl"]["legacy"]["requests_per_second"] * REPORT_WINDOW_SECONDS
-    )
+def changes_reach_every_worker_within_a_second(
+    servers: dict[str, RunningProcess], client: dict[str, httpx.Client]
+) -> None:
+    total = len(INSTANCES) * WORKERS
+    wait_for_fleet(client["b"], total)
+    assert all(worker["listening"] for worker in fleet(client["b"])["workers"])
+    delays = []
+    for number, wanted in enumerate(CHANGES):
+        version, answered = change(client["a"], wanted, f"propagation {number}")
+        wait_for_fleet(client["b"], total, version)
+        delays.append(time.monotonic() - answered)
+    workers = {name: worker_processes(server) for name, server in servers.items()}
+    answers = {
+        name: answers_on_fresh_connections(
+            servers[name].port, workers[name], FRESH_CONNECTION_REQUESTS, time.monotonic()
+        )
+        for name in INSTANCES
+    }
+    shown = ", ".join(f"{delay * 1000:.0f}" for delay in delays)
     print(
-        f"\nsent {answered} -> Prometheus over both instances counts {counted:.0f}; "
-        f"SIGTERM under load: exit {returncode} after {exited:.2f} s, requests sent before it "
-        f"{dict(before)}, after it {dict(after)}"
+        f"\nchange on a -> held by all {total} workers of a and b (through PgBouncer, "
+        f"listening directly): {shown} ms (median {statistics.median(delays) * 1000:.0f} ms)"
     )
+    assert max(delays) < PROPAGATION_SECONDS
+    for name in INSTANCES:
+        assert {answer.impl for answer in answers[name]} == {CHANGES[-1].serves}
+        assert {answer.worker for answer in answers[name]} == {w.pid for w in workers[name]}
+
+
+def a_lagging_worker_is_named_until_it_catches_up(
+    servers: dict[str, RunningProcess], client: dict[str, httpx.Client]
+) -> None:
+    total = len(INSTANCES) * WORKERS
+    frozen = worker_processes(servers["b"])[0]
+    frozen.suspend()
+    try:
+        version, _ = change(client["a"], LEGACY, "while a worker of b is frozen")
+        time.sleep(PROPAGATION_SECONDS)
+        during = fleet(client["a"])
+        row = next(r for r in client["a"].get("/admin/routes").json() if r["route"] == ROUTE)
+        listed = run_cli("routes", "list", "--url", servers["a"].base_url)
+    finally:
+        frozen.resume()
+    caught_up = wait_for_fleet(client["a"], total, version)
+    after = fleet(client["a"])
+    frozen_name = f"b/{frozen.pid}"
+    print(f"lagging while frozen: {during['lagging']}; caught up {caught_up:.2f} s after")
+    assert during["lagging"] == [frozen_name] and not during["converged"]
+    assert row["lagging_workers"] == [frozen_name]
+    assert listed.returncode == 0, listed.stderr
+    assert f"1 lagging: {frozen_name} (holds" in listed.stdout
+    assert after["converged"] and after["lagging"] == []
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+    env = child_env({"GATEWAY_ADMIN_TOKEN": READ["authorization"].removeprefix("Bearer ")})
+    return subprocess.run(
+        gateway_command(*arguments), env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def one_prometheus_sums_both_instances(servers: dict[str, RunningProcess], prometheus: str) -> None:
+    wait_until(lambda: targets_up(prometheus, len(INSTANCES)), "both targets up")
+    sent = loaded(servers, LOAD_SECONDS)
+    time.sleep(3 * SCRAPE_SECONDS)  # the last requests scraped
+    routes = prometheus_report(prometheus)
+    answered = {name: found["200"] for name, found in sent.items()}
+    rate = routes[LOADED_ROUTE]["by_impl"]["legacy"]["requests_per_second"]
+    counted = rate * REPORT_WINDOW_SECONDS
+    print(f"sent {answered} -> Prometheus over both instances counts {counted:.0f}")
     assert set(sent["a"]) == set(sent["b"]) == {"200"}, sent
     assert abs(counted - sum(answered.values())) <= COUNT_TOLERANCE * sum(answered.values())
     assert counted > max(answered.values()) * (1 + COUNT_TOLERANCE)
+
+
+def sigterm_under_load_drains_and_the_instance_leaves_the_fleet(
+    servers: dict[str, RunningProcess], client: dict[str, httpx.Client]
+) -> None:
+    draining: list[tuple[str, float]] = []
+    until = time.monotonic() + LOAD_SECONDS
+    loader = threading.Thread(target=load, args=(servers["b"].base_url, until, draining))
+    loader.start()
+    time.sleep(LOAD_SECONDS / 3)
+    signalled = time.monotonic()
+    servers["b"].process.send_signal(signal.SIGTERM)
+    returncode = servers["b"].process.wait(timeout=DRAIN_SECONDS + 10)
+    exited = time.monotonic() - signalled
+    loader.join()
+    before = Counter(outcome for outcome, sent in draining if sent < signalled)
+    after = Counter(outcome for outcome, sent in draining if sent >= signalled)
+    still_served = Counter(loaded({"a": servers["a"]}, 1.0)["a"])
+    left = wait_for_fleet(client["a"], WORKERS)
+    print(
+        f"SIGTERM under load: exit {returncode} after {exited:.2f} s, requests sent before it "
+        f"{dict(before)}, after it {dict(after)}; b left the fleet list {left:.2f} s later"
+    )
     assert returncode == 0 and exited < DRAIN_SECONDS
-    assert set(before) == {"200"}, before  # in flight at the signal: answered
+    assert set(before) == {"200"}, before
     # Sent after it: answered while draining, or refused once the socket closed; a
     # connection still in the listen queue when uvicorn closes the socket is reset.
     assert set(after) <= {"200", "503", "refused", "ReadError", "RemoteProtocolError"}, after
     assert after["refused"] > 0
     assert set(still_served) == {"200"}
+    assert {worker["instance"] for worker in fleet(client["a"])["workers"]} == {"a"}
 
 
 def wait_until(condition: Any, what: str, seconds: float = GIVE_UP_SECONDS * 2) -> None:
