@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -303,3 +305,27 @@ def started_private_postgres(prefix: str) -> Iterator[PrivatePostgres]:
         yield postgres
     finally:
         postgres.release()
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    assert path is not None, "prometheus is missing: install the Debian package 'prometheus'"
+    return path
+
+
+@contextmanager
+def running_prometheus(config: Mapping[str, Any], directory: Path) -> Iterator[RunningProcess]:
+    """A real Prometheus with `config` (written into `directory`, beside its data), ready."""
+    config_path = directory / "prometheus.yml"
+    config_path.write_text(json.dumps(config))
+    port = free_port()
+    command = [
+        prometheus_binary(),
+        f"--config.file={config_path}",
+        f"--web.listen-address={LOCALHOST}:{port}",
+        f"--storage.tsdb.path={directory / 'tsdb'}",
+        "--log.level=warn",
+    ]
+    log_path = directory / "prometheus.log"
+    with running_server(command, child_env({}), port, log_path, ready_path="/-/ready") as server:
+        yield server

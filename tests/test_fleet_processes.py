@@ -36,13 +36,12 @@ from tests.processes import (
     free_port,
     gateway_command,
     process_family,
-    running_server,
+    running_prometheus,
     stop_process,
     stop_processes,
     wait_until_listening,
     wait_until_ok,
 )
-from tests.test_prometheus_scrape import prometheus_binary
 from tests.test_route_sync_processes import (
     ADMIN_TOKENS,
     ASYNC,
@@ -177,17 +176,7 @@ def prometheus_scraping(servers: dict[str, RunningProcess], tmp_path: Path) -> I
     config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / path) for path in config["rule_files"]]
     targets = [f"{LOCALHOST}:{server.port}" for server in servers.values()]
     config["scrape_configs"][0]["static_configs"] = [{"targets": targets}]
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    command = [
-        prometheus_binary(),
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--web.listen-address={LOCALHOST}:{port}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        "--log.level=warn",
-    ]
-    log = tmp_path / "prometheus.log"
-    with running_server(command, child_env({}), port, log, ready_path="/-/ready") as server:
+    with running_prometheus(config, tmp_path) as server:
         yield server.base_url
 
 

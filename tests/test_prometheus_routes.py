@@ -38,9 +38,9 @@ from tests.processes import (
     child_env,
     free_port,
     gateway_command,
+    running_prometheus,
     running_server,
 )
-from tests.test_prometheus_scrape import prometheus_binary
 
 pytestmark = pytest.mark.slow
 
@@ -110,19 +110,7 @@ def gateway_ports() -> list[int]:
 
 @pytest.fixture
 def prometheus_server(gateway_ports: list[int], tmp_path: Path) -> Iterator[RunningProcess]:
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps(prometheus_config(gateway_ports)))
-    port = free_port()
-    command = [
-        prometheus_binary(),
-        f"--config.file={config}",
-        f"--web.listen-address={LOCALHOST}:{port}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        "--log.level=warn",
-    ]
-    with running_server(
-        command, child_env({}), port, tmp_path / "prometheus.log", ready_path="/-/ready"
-    ) as server:
+    with running_prometheus(prometheus_config(gateway_ports), tmp_path) as server:
         yield server
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from collections import Counter
@@ -28,6 +27,7 @@ from tests.processes import (
     child_env,
     free_port,
     gateway_command,
+    running_prometheus,
     running_server,
 )
 
@@ -57,12 +57,6 @@ TEST_DEADLINE_SECONDS = 50.0
 SHARE_TOLERANCE = 0.2
 RATE_RATIO_LIMIT = 1.5
 P95_RATIO_LIMIT = 2.0
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")
-    assert path is not None, "prometheus is missing: install the Debian package 'prometheus'"
-    return path
 
 
 def prometheus_config(gateway_port: int) -> dict[str, Any]:
@@ -109,18 +103,7 @@ def gateway_port() -> int:
 def prometheus_server(gateway_port: int, tmp_path: Path) -> Iterator[RunningProcess]:
     """Prometheus scraping `gateway_port`; started before the gateway, as it takes a few
     seconds to begin scraping a target."""
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps(prometheus_config(gateway_port)))
-    port = free_port()
-    command = [
-        prometheus_binary(),
-        f"--config.file={config}",
-        f"--web.listen-address={LOCALHOST}:{port}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        "--log.level=warn",
-    ]
-    log_path = tmp_path / "prometheus.log"
-    with running_server(command, child_env({}), port, log_path, ready_path="/-/ready") as server:
+    with running_prometheus(prometheus_config(gateway_port), tmp_path) as server:
         yield server
 
 
