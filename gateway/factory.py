@@ -40,7 +40,7 @@ from gateway.metrics.registry import GatewayMetrics
 from gateway.ops.admin import router as admin_router
 from gateway.ops.health import router as health_router
 from gateway.ops.limits import BodyLimitMiddleware
-from gateway.ops.logs import configure_logging
+from gateway.ops.logs import configure_logging, correlate_requests
 from gateway.routing.pairing import Pairing, RouteBuilder, pair_routes
 from gateway.routing.routes import paths
 from gateway.routing.table import RouteTable
@@ -100,7 +100,7 @@ def adopt(
     if getattr(app.state, "gateway_app", None) is not None:
         raise AlreadyStarted(f"{app!r} is adopted already")
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.instance_name)
     registry = CollectorRegistry(auto_describe=True)
     metrics = GatewayMetrics(registry, settings.metrics_buckets)
     providers = SessionProviders(sync_session_dependencies, async_session_dependencies)
@@ -125,6 +125,7 @@ def adopt(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, error_format=settings.error_format
     )
     app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
+    correlate_requests(app)  # around everything, FastAPI's own error middleware too
     app.state.route_table = table
     app.state.metrics = metrics
     app.state.metrics_registry = registry

@@ -3,7 +3,7 @@
 The tracker is a classic sync app with its own models, Alembic history,
 `get_db`, error handlers, middleware, lifespan and nested routers. Adopted
 with one `adopt()` call, every response must be what the plain app answers
-(save the added X-Gateway-Impl), in legacy mode and with its twins on async.
+(save the added X-Gateway-Impl and X-Request-ID), in legacy mode and with its twins on async.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ ExampleProject = Annotated[
 pytestmark = pytest.mark.anyio
 
 SEEDED_TICKETS = len(example.TICKETS)
-LEFT_OUT_HEADERS = {"x-gateway-impl", "date", "server"}
+LEFT_OUT_HEADERS = {"x-gateway-impl", "x-request-id", "date", "server"}
 
 
 @pytest.fixture(scope="session")

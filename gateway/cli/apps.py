@@ -42,7 +42,7 @@ def settings_or_exit() -> Settings:
         settings: Settings = load_settings()
     except ConfigurationError as error:
         fail(str(error))
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.instance_name)
     return settings
 
 

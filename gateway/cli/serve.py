@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from gateway.cli.apps import AppOption, database_url, export_database_url, fail, load_app
 from gateway.database.engines import sync_url
+from gateway.ops.logs import configure_server_logging
 from gateway.ops.migrations import SchemaError, check_schema
 from gateway.settings import ENV_PREFIX, Settings
 
@@ -70,9 +71,16 @@ def refuse_unusable_schema(url: str) -> None:
 
 def serve(
     app_option: AppOption = None,
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on [default: GATEWAY_HOST, 127.0.0.1]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="port to listen on [default: GATEWAY_PORT, 8000]")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="worker processes [default: GATEWAY_WORKERS, 1]"),
+    ] = None,
 ) -> None:
     """Serve the app under uvicorn (uvloop draining its listen queue, httptools with limits)."""
     import uvicorn
@@ -80,17 +88,23 @@ def serve(
     loaded = load_app(app_option)
     spec, gateway_app = loaded.spec, loaded.gateway
     settings = gateway_app.settings
+    workers = workers or settings.workers
+    configure_server_logging(settings.log_level, settings.log_format, settings.instance_name)
     exit_on_sigterm()
     with database_url(settings, gateway_app) as url, shared_metrics(settings, workers):
         refuse_unusable_schema(url)
         export_database_url(url, gateway_app)
         uvicorn.run(
             spec,
-            host=host,
-            port=port,
+            host=host or settings.host,
+            port=settings.port if port is None else port,
             workers=workers,
             loop="gateway.ops.serving:new_event_loop",
             http="gateway.ops.http_protocol:GatewayHttpProtocol",
             log_level=settings.log_level.lower(),
+            log_config=None,  # each worker configures its logging as it builds the app
             timeout_graceful_shutdown=math.ceil(settings.shutdown_drain_seconds),
+            # uvicorn's 5 s replaces a worker still importing the app on a busy machine,
+            # again and again: the replacement is as slow
+            timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
         )
