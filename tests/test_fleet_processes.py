@@ -26,7 +26,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tests.conftest import drop_database, with_database
-from tests.pgbouncer import Bouncer, pgbouncer_binary, started_pgbouncer
+from tests.pgbouncer import Bouncer, started_pgbouncer
 from tests.processes import (
     LOCALHOST,
     REPO_ROOT,
@@ -59,10 +59,7 @@ from tests.test_route_sync_processes import (
     worker_processes,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(pgbouncer_binary() is None, reason="PgBouncer is not installed"),
-]
+pytestmark = pytest.mark.slow
 
 INSTANCES = ("a", "b")
 WORKERS = 2

@@ -26,6 +26,9 @@ from demo.app import ASYNC_ROUTERS, LEGACY_ROUTERS, create_demo_app
 from tests.conftest import test_settings as gateway_settings
 from tests.processes import LOCALHOST
 
+# a real server fuzzed for minutes: once per run, on the embedded server (see scripts/test)
+pytestmark = pytest.mark.slow
+
 EXAMPLES_PER_OPERATION = 25
 RUN_SECONDS = 600
 START_SECONDS = 10.0
@@ -89,6 +92,8 @@ def schemathesis_run(schema_url: str, *options: str) -> subprocess.CompletedProc
         "--seed",
         SEED,
         "--no-color",
+        # how fast hypothesis makes examples (vectors of 384 floats) is not the API's doing
+        "--suppress-health-check=too_slow",
         *options,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS)

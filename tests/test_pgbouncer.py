@@ -23,13 +23,10 @@ from sqlalchemy import make_url
 from demo.app import ASYNC_ROUTERS, LEGACY_ROUTERS, create_demo_app
 from tests.conftest import test_settings as demo_settings
 from tests.helpers import assert_error, serving
-from tests.pgbouncer import SERVER_POOL_SIZE, Bouncer, pgbouncer_binary, started_pgbouncer
+from tests.pgbouncer import SERVER_POOL_SIZE, Bouncer, started_pgbouncer
 from tests.test_faults import async_sleep_router, legacy_sleep_router
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.skipif(pgbouncer_binary() is None, reason="PgBouncer is not installed"),
-]
+pytestmark = pytest.mark.anyio
 
 GATEWAY_POOL_SIZE = 3 * SERVER_POOL_SIZE
 ROUNDS = 3  # psycopg would prepare a statement run 5 times: more runs than that per shape

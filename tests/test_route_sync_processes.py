@@ -353,8 +353,9 @@ def test_cli_changes_reach_a_running_process(committed_database: str, tmp_path: 
             invalid = [finish(shadow_offline), finish(shadow_online)]
         assert listed.returncode == 0, listed
         assert listed_route(listed.stdout, ROUTE) == [
-            "+".join(row["implementations"]), "async", "0", "legacy", row["changed_by"],
+            "+".join(row["implementations"]), "async", "0", "legacy", row["changed_by"], "none",
         ]  # fmt: skip
+        assert "live workers, all current" in listed.stdout
         assert rejected.returncode != 0 and unauthorized in rejected.stderr, rejected
         for result in invalid:
             assert result.returncode != 0 and refused in result.stderr, result
