@@ -150,7 +150,7 @@ async def test_sticky_header_name_is_configurable(committed_database: str) -> No
         again = await served_by(client, list(keys), header="X-User")
         default_header_only = await served_by(client, [keys[0]] * 100, header=STICKY_HEADER)
 
-    expected = [RouteMode(mode="canary", percent=50).choose(key) for key in keys]
+    expected = [RouteMode(mode="canary", percent=50).choose(key, USER_ROUTE) for key in keys]
     assert by_user_header == again == expected
     assert set(default_header_only) == {"legacy", "async"}
 
@@ -331,8 +331,19 @@ def test_canary_choice_follows_the_bucket_threshold() -> None:
     for percent in (0, 1, 37, 99, 100):
         mode = RouteMode(mode="canary", percent=percent)
         for key in keys:
-            expected = "async" if bucket(key) < percent * BUCKETS // 100 else "legacy"
-            assert mode.choose(key) == expected
+            expected = "async" if bucket(key, USER_ROUTE) < percent * BUCKETS // 100 else "legacy"
+            assert mode.choose(key, USER_ROUTE) == expected
+
+
+def test_each_route_salts_its_buckets_so_canaries_pick_different_users() -> None:
+    users = [f"user-{n}" for n in range(10_000)]
+    canary = RouteMode(mode="canary", percent=20)
+    on_users = {user for user in users if canary.choose(user, "GET /users/{user_id}") == "async"}
+    on_items = {user for user in users if canary.choose(user, "GET /items/{item_id}") == "async"}
+    assert abs(len(on_users) / len(users) - 0.20) < 0.02
+    assert abs(len(on_items) / len(users) - 0.20) < 0.02
+    # independent draws: about 20 % of one route's async users are async on the other too
+    assert abs(len(on_users & on_items) / len(on_users) - 0.20) < 0.03
 
 
 def test_modes_name_what_they_need_and_serve() -> None:
@@ -356,3 +367,25 @@ def test_validate_change_refuses_a_missing_implementation() -> None:
     with pytest.raises(Conflict, match="no async implementation") as refused:
         validate_change(ORDER_ROUTE, {"legacy"}, RouteMode(mode="canary", percent=1))
     assert refused.value.details["missing_implementations"] == ["async"]
+
+
+async def test_two_routes_in_20_percent_canaries_put_different_users_on_async(
+    committed_database: str,
+) -> None:
+    users = distinct_keys(300)
+    async with serving(real_app(committed_database)) as client:
+        for route in (USER_ROUTE, ITEM_ROUTE):
+            await set_mode(client, route, mode="canary", percent=20)
+        on_users, on_items = set(), set()
+        for user in users:
+            sticky = {STICKY_HEADER: user}
+            if (await client.get("/users/1", headers=sticky)).headers[IMPL_HEADER] == "async":
+                on_users.add(user)
+            if (await client.get("/items/1", headers=sticky)).headers[IMPL_HEADER] == "async":
+                on_items.add(user)
+
+    print(f"\n20 % canaries: {len(on_users)} users async on users, {len(on_items)} on items, "
+          f"{len(on_users & on_items)} on both")  # fmt: skip
+    assert 0.12 < len(on_users) / len(users) < 0.28
+    assert 0.12 < len(on_items) / len(users) < 0.28
+    assert len(on_users & on_items) < len(on_users) / 2  # the same users would overlap fully

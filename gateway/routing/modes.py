@@ -2,11 +2,14 @@
 
     legacy   every request to the legacy implementation
     async    every request to the async implementation
-    canary   `percent` of requests to async. A request's sticky key hashes to
-             one of 10,000 buckets; buckets below percent x 100 go to async.
-             The same key always lands in the same bucket, so raising the
-             percentage only moves keys from legacy to async, never back.
-             Without a key, a request draws a random bucket.
+    canary   `percent` of requests to async. A request's sticky key, salted
+             with the route's key, hashes to one of 10,000 buckets; buckets
+             below percent x 100 go to async. The same key always lands in the
+             same bucket of a route, so raising the percentage only moves keys
+             from legacy to async, never back; the salt makes each route pick
+             its own keys, so a 20 % canary on two routes does not send the
+             same users to async on both. Without a key, a request draws a
+             random bucket.
     shadow   `primary` serves the client; the other implementation runs the
              same request in the background, read-only, and its answer is only
              compared (see `gateway.routing.shadow`). Safe methods only.
@@ -51,10 +54,11 @@ class RouteMode:
             return {"async"}
         return {"legacy", "async"}
 
-    def choose(self, sticky_key: str | None) -> Impl:
-        """The implementation that answers the client."""
+    def choose(self, sticky_key: str | None, route: str = "") -> Impl:
+        """The implementation that answers the client of `route` (its key salts the bucket)."""
         if self.mode == "canary":
-            return "async" if bucket(sticky_key) < self.percent * (BUCKETS // 100) else "legacy"
+            drawn = bucket(sticky_key, route)
+            return "async" if drawn < self.percent * (BUCKETS // 100) else "legacy"
         if self.mode == "shadow":
             return self.primary
         return self.mode
@@ -67,10 +71,11 @@ class RouteMode:
         return other(self.primary)
 
 
-def bucket(sticky_key: str | None) -> int:
+def bucket(sticky_key: str | None, salt: str = "") -> int:
+    """The canary bucket of `sticky_key` on the route whose key is `salt` (random without one)."""
     if sticky_key is None:
         return random.randrange(BUCKETS)
-    digest = hashlib.blake2b(sticky_key.encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{salt}\n{sticky_key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
 

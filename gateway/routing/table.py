@@ -214,7 +214,7 @@ class RouteTable:
     async def _canary(
         self, key: str, mode: RouteMode, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        impl = mode.choose(header_value(scope, self.sticky_header))
+        impl = mode.choose(header_value(scope, self.sticky_header), key)
         recorder = StatusRecorder(send)
         started = time.perf_counter()
         try:
