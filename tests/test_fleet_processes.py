@@ -243,6 +243,7 @@ def test_two_pooled_instances_agree_are_watched_together_and_drain(
         client = stack.enter_context(admin_clients(servers))
         prometheus = stack.enter_context(prometheus_scraping(servers, tmp_path))
         changes_reach_every_worker_within_a_second(servers, client)
+        the_kill_switch_reaches_every_worker_within_a_second(client)
         a_lagging_worker_is_named_until_it_catches_up(servers, client)
         one_prometheus_sums_both_instances(servers, prometheus)
         sigterm_under_load_drains_and_the_instance_leaves_the_fleet(servers, client)
@@ -275,6 +276,23 @@ def changes_reach_every_worker_within_a_second(
     for name in INSTANCES:
         assert {answer.impl for answer in answers[name]} == {CHANGES[-1].serves}
         assert {answer.worker for answer in answers[name]} == {w.pid for w in workers[name]}
+
+
+def the_kill_switch_reaches_every_worker_within_a_second(client: dict[str, httpx.Client]) -> None:
+    total = len(INSTANCES) * WORKERS
+    for key in (ROUTE, "GET /items/{item_id}"):
+        assert admin_put(client["b"], key, ASYNC.body("before the drill")).status_code == 200
+    pulled = client["a"].post("/admin/kill-switch", json={"reason": "drill"})
+    answered = time.monotonic()
+    assert pulled.status_code == 200, pulled.text
+    wait_for_fleet(client["b"], total, max(pulled.json()["events"]))
+    reached = time.monotonic() - answered
+    print(f"kill switch on a ({len(pulled.json()['moved'])} routes) -> all {total} workers: "
+          f"{reached * 1000:.0f} ms")  # fmt: skip
+    assert sorted(pulled.json()["moved"]) == sorted([ROUTE, "GET /items/{item_id}"])
+    assert reached < PROPAGATION_SECONDS
+    modes = {row["route"]: row["mode"] for row in client["b"].get("/admin/routes").json()}
+    assert modes[ROUTE] == modes["GET /items/{item_id}"] == "legacy"
 
 
 def a_lagging_worker_is_named_until_it_catches_up(

@@ -178,3 +178,41 @@ def set_route(
     except GatewayError as error:
         fail(f"{error.status_code}: {error.message}", code=1)
     typer.echo(f"{key}: {mode}")
+
+
+@app.command("kill")
+def kill_switch(
+    reason: Annotated[str, typer.Option(help="why, recorded with every change")],
+    prefix: Annotated[
+        str | None, typer.Option(help="only routes under this path, e.g. a router's /users")
+    ] = None,
+    app_option: AppOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Move every route (under --prefix) to legacy, on every instance, in one change."""
+    if prefix is not None and not prefix.startswith("/"):
+        fail(f"--prefix must be a path starting with /, got {prefix!r}")
+    if url is not None:
+        body = {"reason": reason, "path_prefix": prefix}
+        response = call_admin(url, "POST", "/admin/kill-switch", json=body)
+        if response.status_code != 200:
+            fail_with(response)
+        print_kill(response.json())
+        return
+    gateway_app = load_app(app_option).gateway
+    actor = f"cli:{getpass.getuser()}"
+
+    def kill(table: RouteTable) -> Coroutine[Any, Any, dict[str, Any]]:
+        return table.kill_switch(path_prefix=prefix, actor=actor, reason=reason)
+
+    print_kill(on_database(gateway_app, kill))
+
+
+def print_kill(result: dict[str, Any]) -> None:
+    typer.echo(f"moved to legacy: {', '.join(result['moved']) or 'none'}")
+    if result["already_legacy"]:
+        typer.echo(f"already legacy: {len(result['already_legacy'])} routes")
+    if result["without_legacy"]:
+        typer.echo(
+            f"no legacy implementation, left as they are: {', '.join(result['without_legacy'])}"
+        )

@@ -173,6 +173,24 @@ async def put_route(
     return {"route": current, "event": event}
 
 
+class KillSwitch(BaseModel):
+    """Every route, or every route under `path_prefix` (e.g. a router's `/users`), to legacy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path_prefix: Annotated[str | None, Field(pattern=r"^/", max_length=1000)] = None
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+@router.post("/kill-switch", responses=WRITE_ERRORS)
+async def post_kill_switch(switch: KillSwitch, table: Table, actor: Writer) -> dict[str, Any]:
+    """Move every route (under `path_prefix`) to legacy on every instance, in one change."""
+    with database_or_unavailable():
+        return await table.kill_switch(
+            path_prefix=switch.path_prefix, actor=actor, reason=switch.reason
+        )
+
+
 DEFAULT_WINDOW = 5.0
 
 

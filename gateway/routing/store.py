@@ -193,38 +193,68 @@ async def save_mode(
     mode (an automatic rollback must not undo a person's newer decision).
     """
     async with engine.begin() as connection:
-        old = await _locked_current(connection, key, default)
-        if expect is not None and old.mode != expect:
-            raise ModeChanged(f"{key} is in mode {old.mode!r}, not {expect!r}")
-        event = {
-            "route": key,
-            "old_mode": old.mode,
-            "old_percent": old.percent,
-            "new_mode": new.mode,
-            "percent": new.percent,
-            "primary_impl": new.primary,
-            "actor": actor,
-            "reason": reason,
-        }
-        inserted = await connection.execute(
-            insert(events_table).values(**event).returning(events_table)
-        )
-        recorded = dict(inserted.one()._mapping)
-        values = {
-            "mode": new.mode,
-            "percent": new.percent,
-            "primary_impl": new.primary,
-            "changed_by": actor,
-            "reason": reason,
-            "changed_at": func.now(),
-            "version": recorded["id"],
-        }
-        upsert = insert(routes_table).values(route=key, **values)
-        await connection.execute(
-            upsert.on_conflict_do_update(index_elements=[routes_table.c.route], set_=values)
-        )
+        event = await _store(connection, key, new, actor, reason, default, expect)
         await connection.execute(select(func.pg_notify(CHANNEL, key)))
-        return recorded
+        return event
+
+
+async def save_modes(
+    engine: AsyncEngine,
+    changes: Mapping[str, tuple[RouteMode, RouteMode]],
+    *,
+    actor: str,
+    reason: str,
+) -> list[dict[str, Any]]:
+    """Store every `key: (new mode, default)` of `changes` in one transaction, with one NOTIFY."""
+    async with engine.begin() as connection:
+        events = [
+            await _store(connection, key, new, actor, reason, default, None)
+            for key, (new, default) in sorted(changes.items())
+        ]
+        await connection.execute(select(func.pg_notify(CHANNEL, "*")))
+        return events
+
+
+async def _store(
+    connection: AsyncConnection,
+    key: str,
+    new: RouteMode,
+    actor: str,
+    reason: str,
+    default: RouteMode,
+    expect: str | None,
+) -> dict[str, Any]:
+    old = await _locked_current(connection, key, default)
+    if expect is not None and old.mode != expect:
+        raise ModeChanged(f"{key} is in mode {old.mode!r}, not {expect!r}")
+    event = {
+        "route": key,
+        "old_mode": old.mode,
+        "old_percent": old.percent,
+        "new_mode": new.mode,
+        "percent": new.percent,
+        "primary_impl": new.primary,
+        "actor": actor,
+        "reason": reason,
+    }
+    inserted = await connection.execute(
+        insert(events_table).values(**event).returning(events_table)
+    )
+    recorded = dict(inserted.one()._mapping)
+    values = {
+        "mode": new.mode,
+        "percent": new.percent,
+        "primary_impl": new.primary,
+        "changed_by": actor,
+        "reason": reason,
+        "changed_at": func.now(),
+        "version": recorded["id"],
+    }
+    upsert = insert(routes_table).values(route=key, **values)
+    await connection.execute(
+        upsert.on_conflict_do_update(index_elements=[routes_table.c.route], set_=values)
+    )
+    return recorded
 
 
 async def list_events(

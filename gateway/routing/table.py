@@ -54,6 +54,14 @@ def gauges(modes: Mapping[str, RouteMode]) -> dict[str, tuple[str, int]]:
     }
 
 
+def under(key: str, path_prefix: str | None) -> bool:
+    """Whether route `key`'s path is `path_prefix` or below it (every route without one)."""
+    if path_prefix is None:
+        return True
+    path, prefix = key.split(" ", 1)[1], path_prefix.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/") or not prefix
+
+
 class TableNotAttached(RuntimeError):
     """The route table was used before the app's lifespan gave it a database."""
 
@@ -164,6 +172,33 @@ class RouteTable:
         # already have been applied here by the listener.
         await self.reload()
         return event
+
+    async def kill_switch(
+        self, *, path_prefix: str | None, actor: str, reason: str
+    ) -> dict[str, Any]:
+        """Every route (under `path_prefix`) back to legacy, fleet-wide, in one transaction.
+
+        Routes without a legacy implementation stay as they are, and are named.
+        """
+        await self.reload()  # what the fleet holds now, not what this worker last heard
+        chosen = [key for key in self.routes if under(key, path_prefix)]
+        movable = [key for key in chosen if "legacy" in self.implementations(key)]
+        legacy = RouteMode(mode="legacy")
+        changes = {
+            key: (legacy, self.default_for(key)) for key in movable if self.modes[key] != legacy
+        }
+        events = (
+            await route_store.save_modes(self.database, changes, actor=actor, reason=reason)
+            if changes
+            else []
+        )
+        await self.reload()
+        return {
+            "moved": sorted(changes),
+            "already_legacy": sorted(set(movable) - set(changes)),
+            "without_legacy": sorted(set(chosen) - set(movable)),
+            "events": [event["id"] for event in events],
+        }
 
     def roll_back(self, key: str, reason: str) -> None:
         logger.warning("%s: %s", key, reason)
