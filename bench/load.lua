@@ -10,7 +10,7 @@
 -- done() prints one line: BENCH_RESULT {json}.
 
 local shared = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "wrk_shared.lua")
-local now_us, percentile, number, object = shared.now_us, shared.percentile, shared.number, shared.object
+local now_us = shared.now_us
 local SLOW_US = shared.SLOW_US
 local ID_TRIES = 64
 
@@ -131,32 +131,10 @@ function done(summary, latency, requests)
     end
     max_latency = math.max(max_latency, thread:get("max_us"))
   end
-  local impl_fields = {}
-  for impl, count in pairs(impl_totals) do
-    impl_fields[impl] = number(count)
-  end
-  local errors = summary.errors
-  local fields = {
-    answers = number(totals.answers),
-    rate = number(rate),
-    non2xx = number(totals.non2xx),
-    slow = number(totals.slow),
-    unmatched = number(totals.unmatched),
-    collisions = number(totals.collisions),
-    timed = number(timed),
-    outstanding = number(outstanding),
-    unanswered = number(unanswered),
-    p50_ms = number(percentile(buckets, timed, 0.50)),
-    p90_ms = number(percentile(buckets, timed, 0.90)),
-    p99_ms = number(percentile(buckets, timed, 0.99)),
-    max_ms = number(timed > 0 and max_latency / 1e3 or nil),
-    impls = object(impl_fields),
-    wrk_requests = number(summary.requests),
-    wrk_p99_ms = number(latency:percentile(99.0) / 1e3),
-    connect_errors = number(errors.connect),
-    read_errors = number(errors.read),
-    write_errors = number(errors.write),
-    timeouts = number(errors.timeout),
+  local measured = {
+    totals = totals, rate = rate, timed = timed, outstanding = outstanding,
+    unanswered = unanswered, buckets = buckets, max_latency = max_latency,
+    impl_totals = impl_totals,
   }
-  io.write("BENCH_RESULT " .. object(fields) .. "\n")
+  shared.write_result(measured, summary, latency)
 end

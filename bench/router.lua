@@ -301,33 +301,10 @@ function done(summary, latency, requests)
     end
     max_latency = math.max(max_latency, thread:get("max_us"))
   end
-  local impl_fields = {}
-  for impl, count in pairs(impl_totals) do
-    impl_fields[impl] = number(count)
-  end
-  local errors = summary.errors
-  local fields = {
-    answers = number(totals.answers),
-    rate = number(rate),
-    non2xx = number(totals.non2xx),
-    slow = number(totals.slow),
-    unmatched = number(totals.unmatched),
-    collisions = number(totals.collisions),
-    timed = number(timed),
-    outstanding = number(outstanding),
-    unanswered = number(unanswered),
-    p50_ms = number(percentile(buckets, timed, 0.50)),
-    p90_ms = number(percentile(buckets, timed, 0.90)),
-    p99_ms = number(percentile(buckets, timed, 0.99)),
-    max_ms = number(timed > 0 and max_latency / 1e3 or nil),
-    impls = object(impl_fields),
-    operations = object(operation_fields(per_operation)),
-    wrk_requests = number(summary.requests),
-    wrk_p99_ms = number(latency:percentile(99.0) / 1e3),
-    connect_errors = number(errors.connect),
-    read_errors = number(errors.read),
-    write_errors = number(errors.write),
-    timeouts = number(errors.timeout),
+  local measured = {
+    totals = totals, rate = rate, timed = timed, outstanding = outstanding,
+    unanswered = unanswered, buckets = buckets, max_latency = max_latency,
+    impl_totals = impl_totals,
   }
-  io.write("BENCH_RESULT " .. object(fields) .. "\n")
+  shared.write_result(measured, summary, latency, { operations = object(operation_fields(per_operation)) })
 end

@@ -55,4 +55,41 @@ function shared.object(fields)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
+-- The BENCH_RESULT line both scripts end with: `measured` holds what their threads added
+-- up (totals, rate, timed, outstanding, unanswered, buckets, max_latency, impl_totals),
+-- `extra` any fields of the script's own.
+function shared.write_result(measured, summary, latency, extra)
+  local impl_fields = {}
+  for impl, count in pairs(measured.impl_totals) do
+    impl_fields[impl] = shared.number(count)
+  end
+  local totals, timed, errors = measured.totals, measured.timed, summary.errors
+  local fields = {
+    answers = shared.number(totals.answers),
+    rate = shared.number(measured.rate),
+    non2xx = shared.number(totals.non2xx),
+    slow = shared.number(totals.slow),
+    unmatched = shared.number(totals.unmatched),
+    collisions = shared.number(totals.collisions),
+    timed = shared.number(timed),
+    outstanding = shared.number(measured.outstanding),
+    unanswered = shared.number(measured.unanswered),
+    p50_ms = shared.number(shared.percentile(measured.buckets, timed, 0.50)),
+    p90_ms = shared.number(shared.percentile(measured.buckets, timed, 0.90)),
+    p99_ms = shared.number(shared.percentile(measured.buckets, timed, 0.99)),
+    max_ms = shared.number(timed > 0 and measured.max_latency / 1e3 or nil),
+    impls = shared.object(impl_fields),
+    wrk_requests = shared.number(summary.requests),
+    wrk_p99_ms = shared.number(latency:percentile(99.0) / 1e3),
+    connect_errors = shared.number(errors.connect),
+    read_errors = shared.number(errors.read),
+    write_errors = shared.number(errors.write),
+    timeouts = shared.number(errors.timeout),
+  }
+  for name, value in pairs(extra or {}) do
+    fields[name] = value
+  end
+  io.write("BENCH_RESULT " .. shared.object(fields) .. "\n")
+end
+
 return shared
