@@ -22,7 +22,7 @@ from gateway.errors import Conflict, GatewayError, NotFound, Unavailable, not_fo
 from gateway.factory import adopt, create_app, gateway_of
 from gateway.json_types import JsonInteger
 from gateway.ops.migrations import exclude_gateway_tables
-from gateway.routing.store import metadata as gateway_metadata
+from gateway.routing.schema import metadata as gateway_metadata
 from gateway.settings import Settings, load_settings
 
 __all__ = [

@@ -58,7 +58,7 @@ async def test_missing_tables_stop_the_start_naming_the_table_and_the_fix(
     with pytest.raises(SchemaError) as refused:
         await start(adopter_app(fresh_database))
     message = str(refused.value)
-    assert "table gateway_route_events is missing" in message
+    assert "table gateway_routes is missing" in message
     assert "run `gateway db upgrade`" in message
     assert "\n" not in message
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.routing.store import routes_table, workers_table
+from gateway.routing.schema import routes_table, workers_table
 
 logger = logging.getLogger(__name__)
 

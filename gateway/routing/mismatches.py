@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.routing.store import mismatches_table
+from gateway.routing.schema import mismatches_table
 
 # the new row is not in the DELETE's snapshot: it trims the old rows to keep - 1
 RECORD = (

@@ -13,6 +13,9 @@
     shadow   `primary` serves the client; the other implementation runs the
              same request in the background, read-only, and its answer is only
              compared (see `gateway.routing.shadow`). Safe methods only.
+             `sample` percent of requests are run twice. While `calibrating`,
+             the primary itself runs again instead, so the comparisons learn
+             the route's own noise (fields that differ between two runs).
 
 A route with one implementation is always served by it. `validate_change`
 refuses what cannot work: a mode needing an implementation the route lacks
@@ -45,6 +48,8 @@ class RouteMode:
     mode: Mode = "legacy"
     percent: int = 0
     primary: Impl = "legacy"
+    sample: int = 100
+    calibrating: bool = False
 
     def needs(self) -> set[Impl]:
         """The implementations this mode sends requests to."""
@@ -52,6 +57,8 @@ class RouteMode:
             return {"legacy"}
         if self.mode == "async":
             return {"async"}
+        if self.mode == "shadow" and self.calibrating:
+            return {self.primary}
         return {"legacy", "async"}
 
     def choose(self, sticky_key: str | None, route: str = "") -> Impl:
@@ -68,7 +75,7 @@ class RouteMode:
         """The implementation that runs in the background, if any."""
         if self.mode != "shadow":
             return None
-        return other(self.primary)
+        return self.primary if self.calibrating else other(self.primary)
 
 
 def bucket(sticky_key: str | None, salt: str = "") -> int:

@@ -1,14 +1,10 @@
-"""The gateway's tables in PostgreSQL: route modes, the shared truth every worker loads.
+"""Route modes in PostgreSQL: the shared truth every worker loads, and every change as an event.
 
 A change writes the route's row, appends an event (who, when, why, old and
 new mode) and sends `NOTIFY gateway_routes` in one transaction, so listeners
 hear of it only once it is committed; the event's id becomes the row's
 `version`, so the highest version names the table every worker should hold.
-Beside them: each worker's report of the version it holds (`gateway_workers`,
-kept by `gateway.routing.fleet`) and the latest shadow mismatches of every
-instance (`gateway_shadow_mismatches`, `gateway.routing.mismatches`). The
-tables belong to the gateway, not to the app: `metadata` is what the gateway's own migrations create
-(`gateway.ops.migrations`), beside whatever schema the app has.
+The tables are described in `gateway.routing.schema`.
 """
 
 from __future__ import annotations
@@ -18,102 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    Column,
-    DateTime,
-    Identity,
-    Index,
-    Integer,
-    MetaData,
-    SmallInteger,
-    Table,
-    Text,
-    func,
-    select,
-)
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.routing.modes import RouteMode
+from gateway.routing.schema import events_table, routes_table
 
 CHANNEL = "gateway_routes"
 PLACEHOLDER_ACTOR = "gateway"  # the row a first change inserts, and overwrites, in one transaction
 SELECT_MODES = (
-    "SELECT route, mode, percent, primary_impl, changed_by, reason, changed_at, version "
-    "FROM gateway_routes"
-)
-
-MODES = "'legacy', 'async', 'canary', 'shadow'"
-IMPLS = "'legacy', 'async'"
-
-metadata = MetaData(
-    naming_convention={
-        "pk": "%(table_name)s_pkey",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    }
-)
-routes_table = Table(
-    "gateway_routes",
-    metadata,
-    Column("route", Text, primary_key=True),
-    Column("mode", Text, nullable=False),
-    Column("percent", SmallInteger, nullable=False, server_default="0"),
-    Column("primary_impl", Text, nullable=False, server_default="legacy"),
-    Column("changed_by", Text, nullable=False),
-    Column("reason", Text, nullable=False, server_default=""),
-    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # the id of the event that set the row: the highest is the version of the whole table
-    Column("version", BigInteger, nullable=False, server_default="0"),
-    CheckConstraint(f"mode IN ({MODES})", name="mode"),
-    CheckConstraint("percent BETWEEN 0 AND 100", name="percent"),
-    CheckConstraint(f"primary_impl IN ({IMPLS})", name="primary"),
-)
-events_table = Table(
-    "gateway_route_events",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("route", Text, nullable=False),
-    Column("old_mode", Text),
-    Column("old_percent", SmallInteger),
-    Column("new_mode", Text, nullable=False),
-    Column("percent", SmallInteger, nullable=False),
-    Column("primary_impl", Text, nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index(None, "route", "id"),
-)
-
-
-workers_table = Table(
-    "gateway_workers",
-    metadata,
-    Column("worker", Text, primary_key=True),  # instance/pid
-    Column("instance", Text, nullable=False),
-    Column("pid", Integer, nullable=False),
-    Column("version", BigInteger, nullable=False),  # of the route table the worker holds
-    Column("listening", Boolean, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-mismatches_table = Table(
-    "gateway_shadow_mismatches",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("route", Text, nullable=False),
-    Column("path", Text, nullable=False),
-    Column("query", Text, nullable=False),
-    Column("primary_impl", Text, nullable=False),
-    Column("primary_status", SmallInteger, nullable=False),
-    Column("shadow_status", SmallInteger, nullable=False),
-    Column("diff", Text, nullable=False),
-    Column("worker", Text, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index(None, "route", "id"),
+    "SELECT route, mode, percent, primary_impl, changed_by, reason, changed_at, version, "
+    "sample_percent, calibrating FROM gateway_routes"
 )
 
 
@@ -127,7 +39,13 @@ class StoredMode:
 
 
 def _stored(row: Mapping[str, Any]) -> StoredMode:
-    mode = RouteMode(mode=row["mode"], percent=row["percent"], primary=row["primary_impl"])
+    mode = RouteMode(
+        mode=row["mode"],
+        percent=row["percent"],
+        primary=row["primary_impl"],
+        sample=row.get("sample_percent", 100),
+        calibrating=bool(row.get("calibrating", False)),
+    )
     return StoredMode(
         mode, row["changed_by"], row["reason"], row["changed_at"], row.get("version") or 0
     )
@@ -167,6 +85,8 @@ async def _locked_current(connection: AsyncConnection, key: str, default: RouteM
             mode=default.mode,
             percent=default.percent,
             primary_impl=default.primary,
+            sample_percent=default.sample,
+            calibrating=default.calibrating,
             changed_by=PLACEHOLDER_ACTOR,
             reason="",
         )
@@ -245,6 +165,8 @@ async def _store(
         "mode": new.mode,
         "percent": new.percent,
         "primary_impl": new.primary,
+        "sample_percent": new.sample,
+        "calibrating": new.calibrating,
         "changed_by": actor,
         "reason": reason,
         "changed_at": func.now(),

@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from gateway.database.engines import sync_url
 from gateway.errors import ConfigurationError
-from gateway.routing.store import metadata
+from gateway.routing.schema import metadata
 
 VERSION_TABLE = "gateway_schema_version"
 SCRIPTS = "gateway.ops:migrations"
@@ -99,7 +99,7 @@ def check_schema(
     """
     present = set(inspect(connection).get_table_names())
     if VERSION_TABLE not in present:
-        missing = sorted(name for name in metadata.tables if name not in present)
+        missing = [name for name in metadata.tables if name not in present]
         what = f"table {missing[0]}" if missing else f"its version table {VERSION_TABLE}"
         raise SchemaError(
             f"the database has no gateway schema ({what} is missing): run `{command_hint}`"

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from gateway.ops.migrations import VERSION_TABLE
-from gateway.routing.store import metadata
+from gateway.routing.schema import metadata
 
 
 def only_gateway_tables(name: str | None, type_: str, parent_names: object) -> bool:
