@@ -38,6 +38,8 @@ from gateway.metrics.exposition import router as metrics_router
 from gateway.metrics.middleware import MetricsMiddleware
 from gateway.metrics.registry import GatewayMetrics
 from gateway.ops.admin import router as admin_router
+from gateway.ops.admin_access import token_check
+from gateway.ops.admin_rollouts import router as rollouts_router
 from gateway.ops.health import router as health_router
 from gateway.ops.limits import BodyLimitMiddleware
 from gateway.ops.logs import configure_logging, correlate_requests
@@ -48,7 +50,7 @@ from gateway.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
-OPERATIONS = (health_router, metrics_router, admin_router)
+OPERATIONS = (health_router, metrics_router, admin_router, rollouts_router)
 SessionDependency = Callable[..., Any]
 
 
@@ -113,7 +115,7 @@ def adopt(
         warnings=[],
     )
     pairing = pair_routes(builder, async_routers)
-    table = RouteTable(pairing.routes, settings, metrics)
+    table = RouteTable(pairing.routes, settings, metrics, check_token=token_check(settings))
     serve_routes(app, pairing, table, builder, admin_in_openapi=settings.admin_in_openapi)
     install_error_handlers(
         app,

@@ -24,8 +24,14 @@ import anyio
 from fastapi import FastAPI
 from prometheus_client.multiprocess import mark_process_dead
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.database.engines import Database, open_database, warn_if_pool_starves_threads
+from gateway.database.engines import (
+    Database,
+    create_async_engine_for,
+    open_database,
+    warn_if_pool_starves_threads,
+)
 from gateway.database.gates import ConnectionGate, ThreadGate
 from gateway.database.state import GatewayState
 from gateway.errors import ConfigurationError
@@ -34,15 +40,20 @@ from gateway.metrics.registry import GatewayMetrics
 from gateway.ops import embedded, http_protocol
 from gateway.ops.gc_tuning import tune_garbage_collector
 from gateway.ops.migrations import check_schema, upgrade
+from gateway.rollout.driver import Driver, run_driver
+from gateway.rollout.notifications import WebhookNotifier, run_notifier
+from gateway.rollout.store import Action, fail_on_trip
 from gateway.routing.fleet import Heartbeat, this_worker
 from gateway.routing.mismatches import MismatchStore
+from gateway.routing.noise import NoiseStore
 from gateway.routing.sync import keep_in_sync, reload_quietly
-from gateway.routing.table import RouteTable
+from gateway.routing.table import AUTOMATIC_ACTOR, RouteTable
 from gateway.settings import ENV_PREFIX, Settings
 
 logger = logging.getLogger(__name__)
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+CONTROL_POOL_SIZE = 2  # the rollout driver's and the webhook notifier's connections
 
 
 class MissingDatabaseUrl(ConfigurationError):
@@ -222,7 +233,8 @@ async def start_background(
     mismatches = MismatchStore(
         database.async_sessions, worker.name, keep=settings.shadow_mismatches_kept
     )
-    table.attach(database.async_engine, background, mismatches)
+    noise = NoiseStore(database.async_sessions)
+    table.attach(database.async_engine, background, mismatches, noise)
     await reload_quietly(table)
     heartbeat = Heartbeat(database.async_engine, worker, settings.route_reload_seconds)
     stack.push_async_callback(heartbeat.stop)
@@ -230,4 +242,29 @@ async def start_background(
         keep_in_sync, table, settings.route_reload_seconds, listen_url(settings, state), heartbeat
     )
     background.start_soon(watch_loop, database, gateway_app.metrics, state.threads.limiter)
+    # the rollouts' own small pool: their work never waits for, nor holds, a request's connection
+    control = create_async_engine_for(
+        settings, state.database_url, pool_size=CONTROL_POOL_SIZE, role="control"
+    )
+    stack.push_async_callback(control.dispose)
+    driver = start_rollouts(gateway_app, control, worker.name)
+    stack.push_async_callback(driver.stop)
+    background.start_soon(run_driver, driver, settings.rollout_tick_seconds)
+    if settings.webhook_urls:
+        notifier = WebhookNotifier.from_settings(settings)
+        background.start_soon(
+            run_notifier, control, notifier, settings.rollout_tick_seconds, driver.leads
+        )
     stack.callback(tune_garbage_collector(settings))
+
+
+def start_rollouts(gateway_app: GatewayApp, engine: AsyncEngine, worker: str) -> Driver:
+    """This worker's rollout driver; a fast trip of a route under a plan fails the plan."""
+    table = gateway_app.table
+
+    async def plan_trip(route: str, reason: str) -> bool:
+        action = Action(AUTOMATIC_ACTOR, reason, table.default_for)
+        return await fail_on_trip(engine, route, reason, action)
+
+    table.plan_trip = plan_trip
+    return Driver(table, engine, gateway_app.settings, gateway_app.metrics, worker)

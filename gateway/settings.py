@@ -10,12 +10,23 @@ gateway reads the environment. An invalid value stops the start with
 
 from __future__ import annotations
 
+import hashlib
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,10 +45,30 @@ DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 PoolSize = Annotated[int, Field(ge=1, le=1000)]
 Overflow = Annotated[int, Field(ge=0, le=1000)]
+# A place in a JSON answer, from the body's root (gateway.routing.field_paths):
+# `updated_at`, `items[].created_at`, `[].id`, `prices.*.amount`.
+FIELD_NAME = r"[^.\[\]*]+"
+FIELD_STEP = rf"(?:{FIELD_NAME}|\*)(?:\[\])*"
+FIELD_PATH = rf"(?:\[\])+(?:\.{FIELD_STEP})*|{FIELD_STEP}(?:\.{FIELD_STEP})*"
+FieldPath = Annotated[str, Field(pattern=rf"^(?:{FIELD_PATH})$")]
+RouteKey = Annotated[str, Field(pattern=r"^\s*[A-Za-z]+ +/")]
+TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # what an HTTP header (or cookie) name may hold
+STICKY_SOURCE = re.compile(rf"(header|cookie):{TOKEN}|path:[A-Za-z_]\w*|query:[^\s&=#]+")
 
 
 def default_data_dir() -> Path:
     return platformdirs.user_data_path("hybrid-gateway")
+
+
+def web_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def webhook_name(url: str) -> str:
+    """`hooks.example.com-1f2e3d4c`: a listed webhook's name, which never shows a secret URL."""
+    digest = hashlib.blake2b(url.encode(), digest_size=4).hexdigest()
+    return f"{urlsplit(url).hostname or 'webhook'}-{digest}"
 
 
 def truthy(value: object) -> bool:
@@ -49,6 +80,20 @@ def truthy(value: object) -> bool:
 
 class InvalidSettings(ConfigurationError):
     """A `GATEWAY_*` variable holds a value the gateway cannot start with."""
+
+
+class ShadowRule(BaseModel):
+    """How shadow comparisons of one route treat its JSON bodies, beyond key order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ignore: tuple[FieldPath, ...] = Field(
+        default=(), description="field paths left out, e.g. items[].created_at"
+    )
+    ignore_order: bool = Field(default=False, description="lists compared as multisets")
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="largest difference between two numbers that still match"
+    )
 
 
 class Settings(BaseSettings):
@@ -173,6 +218,19 @@ class Settings(BaseSettings):
     sticky_header: str = Field(
         default="X-Gateway-Sticky-Key", min_length=1, description="canary bucketing key header"
     )
+    sticky_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='where each route reads its canary key, JSON {"GET /users/{user_id}": '
+        '"path:user_id", "*": "header:X-Tenant"}: header:, cookie:, path: or query: a name',
+    )
+    force_impl_header: str = Field(
+        default="X-Gateway-Force-Impl",
+        description="request header that forces legacy or async, with an admin token",
+    )
+    admin_token_header: str = Field(
+        default="X-Gateway-Admin-Token",
+        description="request header carrying the admin token that allows forcing",
+    )
     admin_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
         description='admin API bearer tokens that may read and change, JSON {"name": "token"}',
@@ -202,6 +260,12 @@ class Settings(BaseSettings):
     shadow_ignore_fields: dict[str, list[str]] = Field(
         default_factory=dict, description='JSON {"GET /users": ["created_at"]}'
     )
+    shadow_rules: dict[RouteKey, ShadowRule] = Field(
+        default_factory=dict,
+        description='JSON {"GET /items": {"ignore": ["[].updated_at"], "ignore_order": true, '
+        '"tolerance": 0.001}}: per route, field paths left out of shadow comparisons, lists '
+        "compared without their order, numbers equal within the tolerance",
+    )
     shadow_redact_fields: list[str] = Field(
         default_factory=list,
         description='JSON ["email"]: fields and query parameters shown as "[redacted]" '
@@ -221,6 +285,32 @@ class Settings(BaseSettings):
     )
     rollback_latency_floor_ms: Annotated[float, Field(ge=0)] = Field(
         default=50.0, description="async p95 must also exceed legacy's by this much"
+    )
+    webhook_urls: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="webhooks told of every route mode change and rollout event, JSON "
+        '{"name": "https://..."} or ["https://..."]',
+    )
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=5.0, description="seconds a webhook has to answer one event"
+    )
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=5, description="failed deliveries of one event to a webhook before it is skipped"
+    )
+    rollback_fast_trip_errors: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=10,
+        description="consecutive 5xx answers from async in a canary that move the route back "
+        "to legacy at once, from the process that saw them (0: never)",
+    )
+    rollout_tick_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=1.0,
+        description="how often each worker flushes its counts of routes under a rollout plan, "
+        "and the driving worker judges the plans",
+    )
+    rollout_lease_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=10.0,
+        description="how long the driving worker's lease lasts without renewal: a driver "
+        "that dies is replaced after at most this long",
     )
     shutdown_drain_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=10.0,
@@ -270,6 +360,16 @@ class Settings(BaseSettings):
             values.setdefault("prepared_statements", False)
         return values
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_tick(self) -> Settings:
+        if self.rollout_lease_seconds <= 2 * self.rollout_tick_seconds:
+            raise ValueError(
+                f"GATEWAY_ROLLOUT_LEASE_SECONDS ({self.rollout_lease_seconds:g}) must exceed "
+                f"twice GATEWAY_ROLLOUT_TICK_SECONDS ({self.rollout_tick_seconds:g}), or the "
+                "driving worker loses its lease between two renewals"
+            )
+        return self
+
     @field_validator("database_url", "listen_database_url")
     @classmethod
     def _postgres_only(cls, url: str | None) -> str | None:
@@ -295,6 +395,39 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         project = PyprojectTomlConfigSettingsSource(settings_cls)
         return init_settings, env_settings, project
+
+    @field_validator("sticky_keys")
+    @classmethod
+    def _sticky_sources(cls, keys: dict[str, str]) -> dict[str, str]:
+        problems = [
+            f"{route}: {source!r} is not header:NAME, cookie:NAME, path:PARAM or query:PARAM"
+            for route, source in keys.items()
+            if not STICKY_SOURCE.fullmatch(source)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return keys
+
+    @field_validator("force_impl_header", "admin_token_header")
+    @classmethod
+    def _header_name(cls, name: str) -> str:
+        if not re.fullmatch(TOKEN, name):
+            raise ValueError(f"{name!r} is not an HTTP header name")
+        return name
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _webhooks_named(cls, urls: object) -> object:
+        """A JSON list names each webhook by its host and a digest of its URL."""
+        return {webhook_name(str(url)): url for url in urls} if isinstance(urls, list) else urls
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhooks_over_http(cls, urls: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        wrong = [name for name, url in urls.items() if not web_url(url.get_secret_value())]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: not an http:// or https:// URL")
+        return urls
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -332,7 +465,8 @@ def unparsable(error: SettingsError) -> str:
 def describe_errors(error: ValidationError) -> str:
     problems = []
     for detail in error.errors():
-        field = ".".join(str(part) for part in detail["loc"])
+        name, *inside = (str(part) for part in detail["loc"])
+        where = ".".join([f"{ENV_PREFIX}{name.upper()}", *inside])
         message = detail["msg"].removeprefix("Value error, ")
-        problems.append(f"{ENV_PREFIX}{field.upper()}: {message}")
+        problems.append(f"{where}: {message}")
     return "invalid settings: " + "; ".join(problems)

@@ -62,6 +62,7 @@ def real_app(url: str, routers: dict[str, Any] | None = None) -> FastAPI:
         admin_tokens={"ops": "s3cret"},
         rollback_min_requests=MIN_REQUESTS,
         rollback_window_seconds=30,
+        rollback_fast_trip_errors=0,  # the window's judgement, not the emergency trip
     )
     return create_demo_app(settings, **(routers or {}))
 

@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import jsonschema
+import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
@@ -91,10 +93,16 @@ def dashboard() -> dict[str, Any]:
     return loaded
 
 
+def dashboard_rows() -> list[dict[str, Any]]:
+    return [panel for panel in dashboard()["panels"] if panel["type"] == "row"]
+
+
 def dashboard_panels() -> list[dict[str, Any]]:
+    """The panels that query: those on the grid and those inside collapsed rows, not the rows."""
     panels: list[dict[str, Any]] = []
     for panel in dashboard()["panels"]:
-        panels.append(panel)
+        if panel["type"] != "row":
+            panels.append(panel)
         panels.extend(panel.get("panels", ()))
     return panels
 
@@ -257,7 +265,8 @@ def test_dashboard_is_importable_and_every_panel_queries_the_datasource() -> Non
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     panels = dashboard_panels()
-    assert len({panel["id"] for panel in panels}) == len(panels)
+    ids = [panel["id"] for panel in [*panels, *dashboard_rows()]]
+    assert len(set(ids)) == len(ids)
     for panel in panels:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         assert panel["targets"], panel["title"]
@@ -583,3 +592,65 @@ def broken_dashboards() -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("mistake", sorted(broken_dashboards()))
 def test_grafanas_schema_refuses_a_broken_dashboard(mistake: str) -> None:
     assert schema_errors(broken_dashboards()[mistake]), mistake
+
+
+def event_annotation_sql(start: datetime, end: datetime, routes: str) -> str:
+    """The SQL annotation's query as Grafana sends it, for a time range and the Route variable."""
+    (query,) = [
+        query
+        for query in dashboard()["annotations"]["list"]
+        if query.get("datasource", {}).get("type") == "grafana-postgresql-datasource"
+    ]
+    assert query["enable"] and query["target"]["rawQuery"] and query["target"]["format"] == "table"
+    between = f"BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'"
+    sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 {between}", query["target"]["rawSql"])
+    sql = sql.replace("${route:regex}", routes)
+    assert "$__" not in sql and "${" not in sql, sql  # every macro and variable replaced
+    return str(sql)
+
+
+def grafana_regex(*values: str) -> str:
+    """A multi-value variable in Grafana's `regex` format: escaped values joined by `|`."""
+    return "|".join(re.sub(r"([\\^$*+?.()|\[\]{}/])", r"\\\1", value) for value in values)
+
+
+def test_the_event_annotation_query_runs_on_the_gateways_tables(committed_database: str) -> None:
+    user, item = "GET /users/{user_id}", "GET /items/{item_id}"
+    now = datetime.now(UTC)
+    route_events = [
+        (user, "legacy", 0, "canary", 25, "ops", "ramp", now - timedelta(minutes=2)),
+        (user, "canary", 25, "legacy", 0, "gateway", "automatic rollback", now),
+        (item, "legacy", 0, "async", 0, "ops", "", now - timedelta(days=2)),
+    ]
+    with psycopg.connect(committed_database, autocommit=True) as connection:
+        cursor = connection.cursor()
+        cursor.executemany(
+            "INSERT INTO gateway_route_events (route, old_mode, old_percent, new_mode, percent, "
+            "primary_impl, actor, reason, at) VALUES (%s, %s, %s, %s, %s, 'legacy', %s, %s, %s)",
+            route_events,
+        )
+        cursor.execute(
+            "INSERT INTO gateway_rollout_events (rollout_id, route, step, kind, verdict, actor, "
+            "at) VALUES (3, %s, 1, 'judged', 'fail', 'gateway', %s)",
+            (item, now - timedelta(minutes=1)),
+        )
+        hour = (now - timedelta(hours=1), now + timedelta(minutes=1))
+        every_route = cursor.execute(event_annotation_sql(*hour, ".*")).fetchall()
+        users_only = cursor.execute(event_annotation_sql(*hour, grafana_regex(user))).fetchall()
+        both = cursor.execute(event_annotation_sql(*hour, grafana_regex(user, item))).fetchall()
+        long_ago = cursor.execute(
+            event_annotation_sql(now - timedelta(days=3), now - timedelta(days=1), ".*")
+        ).fetchall()
+
+    assert [(text, tags) for _, text, tags in every_route] == [
+        (f"{user}: legacy -> canary 25 % by ops: ramp", f"{user},mode change,canary"),
+        (f"{item}: rollout 3 step 1: judged (fail) by gateway", f"{item},rollout,judged,fail"),
+        (
+            f"{user}: canary 25 % -> legacy by gateway: automatic rollback",
+            f"{user},mode change,legacy",
+        ),
+    ]
+    assert all(isinstance(at, datetime) and at.tzinfo for at, _, _ in every_route)
+    assert [text for _, text, _ in users_only] == [every_route[0][1], every_route[2][1]]
+    assert both == every_route
+    assert [text for _, text, _ in long_ago] == [f"{item}: legacy -> async by ops"]

@@ -561,7 +561,9 @@ def test_compose_grafana_provisions_prometheus_and_the_dashboard() -> None:
     provisioning = "/etc/grafana/provisioning/"
     (datasources,) = [s for t, s in mounts.items() if t.startswith(provisioning + "datasources/")]
     (providers,) = [s for t, s in mounts.items() if t.startswith(provisioning + "dashboards/")]
-    (source,) = yaml.safe_load(datasources.read_text())["datasources"]
+    sources = {s["type"]: s for s in yaml.safe_load(datasources.read_text())["datasources"]}
+    assert set(sources) == {"prometheus", "grafana-postgresql-datasource"}
+    source = sources["prometheus"]
     prometheus_port = container_port(services["prometheus"]["ports"][0])
     assert source["type"] == "prometheus" and source["isDefault"] is True
     assert source["url"] == f"http://prometheus:{prometheus_port}"
@@ -572,6 +574,33 @@ def test_compose_grafana_provisions_prometheus_and_the_dashboard() -> None:
     assert list(dashboards.values()) == [DASHBOARD]
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home in dashboards
+
+
+def test_compose_grafana_reads_the_events_from_the_compose_database() -> None:
+    services = compose()["services"]
+    grafana, postgres = services["grafana"], services["postgres"]
+    datasources = next(
+        source
+        for target, source in bind_mounts(grafana).items()
+        if target.startswith("/etc/grafana/provisioning/datasources/")
+    )
+    (source,) = [
+        s
+        for s in yaml.safe_load(datasources.read_text())["datasources"]
+        if s["type"] == "grafana-postgresql-datasource"
+    ]
+    assert source["url"] == "postgres:5432" and "postgres" in grafana["depends_on"]
+    assert source["user"] == postgres["environment"]["POSTGRES_USER"]
+    assert source["jsonData"]["database"] == postgres["environment"]["POSTGRES_DB"]
+    password = source["secureJsonData"]["password"].removeprefix("$")
+    assert grafana["environment"][password] == postgres["environment"]["POSTGRES_PASSWORD"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    sql_annotations = [
+        a
+        for a in dashboard["annotations"]["list"]
+        if a.get("datasource", {}).get("uid") == source["uid"]
+    ]
+    assert [a["datasource"]["type"] for a in sql_annotations] == [source["type"]]
 
 
 def test_every_file_compose_mounts_or_reads_is_in_the_repository() -> None:

@@ -342,7 +342,7 @@ async def test_routing_gauges_follow_mode_changes(committed_database: str) -> No
     only = route_gauges(initial, "gateway_route_implementations", ORDER_KEY, "impl")
     assert only == {"legacy": 1}
     results = route_gauges(initial, "gateway_shadow_comparisons_total", USER_KEY, "result")
-    assert results == {"match": 0, "mismatch": 0, "error": 0, "dropped": 0}
+    assert results == dict.fromkeys(("match", "mismatch", "error", "dropped", "calibration"), 0)
     assert [
         s.value for s in matching(initial, "gateway_route_rollbacks_total", route=USER_KEY)
     ] == [0]
@@ -365,6 +365,7 @@ ROUTE_FAMILIES = {
     "gateway_route_canary_percent",
     "gateway_shadow_comparisons",
     "gateway_route_rollbacks",
+    "gateway_rollout_verdicts",  # at zero for every route with two implementations
 }
 
 

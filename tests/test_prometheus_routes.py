@@ -310,7 +310,11 @@ def rule_failed(rule: dict[str, Any]) -> bool:
 
 def dashboard_targets() -> list[tuple[str, str]]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+    return [
+        (panel["title"], target["expr"])
+        for panel in panels
+        for target in panel.get("targets", ())  # rows have none
+    ]
 
 
 def check_route_variable(scenario: Scenario) -> None:

@@ -6,57 +6,36 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
-from urllib.parse import quote
 
-import anyio
-import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from demo.app import create_demo_app
-from demo.settings import DemoSettings
 from gateway import AsyncDB, SyncDB
 from gateway.database.engines import sync_url
 from gateway.database.queries import create
 from gateway.routing.compare import comparable, readable_diff
 from shared_models.models import User
 from tests.helpers import IMPL_HEADER, assert_error, serving
+from tests.shadowing import (
+    PROBE_ROUTE,
+    Probe,
+    counted,
+    probe_routers,
+    put_mode,
+    real_app,
+    report,
+    set_mode,
+    settled_report,
+    shadow_on,
+)
 
 pytestmark = pytest.mark.anyio
 
 USER_ROUTE = "GET /users/{user_id}"
-PROBE_ROUTE = "GET /probe/{n}"
-AUTH = {"Authorization": "Bearer s3cret"}
 HANGING_SECONDS = 30.0
 WRITTEN_NAME = "Shadow Writer"
-
-
-class Probe(BaseModel):
-    n: int
-    side: str
-
-
-def probe_routers(
-    async_side: str = "async", async_delay: float = 0.0, async_fails: bool = False
-) -> dict[str, Any]:
-    """A GET /probe/{n} pair with one contract; the async twin may differ, lag or fail."""
-    legacy, migrated = APIRouter(), APIRouter()
-
-    @legacy.get("/probe/{n}", response_model=Probe)
-    def probe_legacy(n: int) -> Probe:
-        return Probe(n=n, side="legacy")
-
-    @migrated.get("/probe/{n}", response_model=Probe)
-    async def probe_async(n: int) -> Probe:
-        await anyio.sleep(async_delay)
-        if async_fails:
-            raise RuntimeError("the async twin fails")
-        return Probe(n=n, side=async_side)
-
-    return {"legacy_routers": [legacy], "async_routers": [migrated]}
 
 
 def writing_routers(email: str) -> dict[str, Any]:
@@ -107,45 +86,6 @@ def writing_dependency_routers(email: str) -> dict[str, Any]:
     return {"legacy_routers": [legacy], "async_routers": [migrated]}
 
 
-def real_app(url: str, routers: dict[str, Any] | None = None, **overrides: Any) -> FastAPI:
-    settings = DemoSettings(
-        database_url=url, log_level="WARNING", admin_tokens={"ops": "s3cret"}, **overrides
-    )
-    return create_demo_app(settings, **(routers or {}))
-
-
-async def put_mode(client: httpx.AsyncClient, key: str, **change: Any) -> httpx.Response:
-    return await client.put("/admin/routes/" + quote(key, safe=""), json=change, headers=AUTH)
-
-
-async def set_mode(client: httpx.AsyncClient, key: str, **change: Any) -> None:
-    response = await put_mode(client, key, **change)
-    assert response.status_code == 200, response.text
-
-
-async def shadow_on(client: httpx.AsyncClient, key: str, primary: str = "legacy") -> None:
-    await set_mode(client, key, mode="shadow", primary=primary, reason="compare")
-
-
-async def report(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
-    response = await client.get("/admin/shadow/mismatches", params={"route": key})
-    assert response.status_code == 200, response.text
-    routes: list[dict[str, Any]] = response.json()["routes"]
-    return routes[0] if routes else {"counts": {}, "mismatches": []}
-
-
-async def settled_report(
-    client: httpx.AsyncClient, key: str, runs: int, seconds: float = 10
-) -> dict[str, Any]:
-    """The route's report once `runs` shadows have finished (or the deadline has passed)."""
-    deadline = time.monotonic() + seconds
-    found = await report(client, key)
-    while sum(found["counts"].values()) < runs and time.monotonic() < deadline:
-        await anyio.sleep(0.02)
-        found = await report(client, key)
-    return found
-
-
 @pytest.fixture
 def engine(committed_database: str) -> Iterator[Engine]:
     owned = create_engine(sync_url(committed_database), poolclass=NullPool)
@@ -187,7 +127,7 @@ async def test_identical_twins_count_as_matches(committed_database: str) -> None
         for user_id in user_ids:
             await client.get(f"/users/{user_id}")
         found = await settled_report(client, USER_ROUTE, runs=len(user_ids))
-    assert found["counts"] == {"match": len(user_ids), "mismatch": 0, "error": 0, "dropped": 0}
+    assert found["counts"] == counted(match=len(user_ids))
     assert found["mismatches"] == []
 
 
@@ -233,7 +173,7 @@ async def test_ignored_fields_turn_a_difference_into_a_match(committed_database:
         await shadow_on(client, PROBE_ROUTE)
         await client.get("/probe/7")
         found = await settled_report(client, PROBE_ROUTE, runs=1)
-    assert found["counts"] == {"match": 1, "mismatch": 0, "error": 0, "dropped": 0}
+    assert found["counts"] == counted(match=1)
 
 
 async def test_a_failing_twin_is_a_status_mismatch(committed_database: str) -> None:
@@ -263,7 +203,7 @@ async def test_a_hanging_shadow_neither_delays_the_primary_nor_lingers(
 
     assert response.json() == {"n": 1, "side": "legacy"}
     assert primary_seconds < 0.5
-    assert found["counts"] == {"match": 0, "mismatch": 0, "error": 1, "dropped": 0}
+    assert found["counts"] == counted(error=1)
 
 
 async def test_shadows_beyond_the_limit_are_dropped(committed_database: str) -> None:
@@ -276,7 +216,7 @@ async def test_shadows_beyond_the_limit_are_dropped(committed_database: str) -> 
         found = await report(client, PROBE_ROUTE)
 
     assert [first.status_code, second.status_code] == [200, 200]
-    assert found["counts"] == {"match": 0, "mismatch": 0, "error": 0, "dropped": 1}
+    assert found["counts"] == counted(dropped=1)
 
 
 @pytest.mark.parametrize(
@@ -344,9 +284,9 @@ async def test_every_instance_lists_the_mismatches_any_instance_found(
     other = real_app(committed_database, routers, instance_name="other")
     async with serving(finder) as found_on, serving(other) as listed_on:
         await shadow_on(found_on, PROBE_ROUTE)
-        for n in (1, 2):
+        for n in (1, 2):  # one at a time: mismatches are listed in the order they were stored
             assert (await found_on.get(f"/probe/{n}")).status_code == 200
-        await settled_report(found_on, PROBE_ROUTE, runs=2)
+            await settled_report(found_on, PROBE_ROUTE, runs=n)
         here, there = await report(found_on, PROBE_ROUTE), await report(listed_on, PROBE_ROUTE)
 
     assert here["mismatches"] == there["mismatches"]

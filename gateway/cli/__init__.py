@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import db, parity, report, routes, serve
+from gateway.cli import db, parity, report, rollout, routes, serve
 
 app = typer.Typer(
     help="Serve a FastAPI app through the gateway and move its routes from sync to async.",
@@ -22,6 +22,7 @@ app.command()(report.report)
 app.command()(parity.parity)
 app.add_typer(db.app, name="db")
 app.add_typer(routes.app, name="routes")
+app.add_typer(rollout.app, name="rollout")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from gateway.database.engines import create_async_engine_for
 from gateway.errors import GatewayError
 from gateway.lifespan import GatewayApp
 from gateway.ops.admin import ModeChange
+from gateway.rollout.store import kill_switch as rollout_kill_switch
 from gateway.routing.fleet import fleet_status, lagging_on
 from gateway.routing.keys import normalized
 from gateway.routing.table import RouteTable
@@ -146,12 +147,26 @@ def set_route(
     primary: Annotated[
         str | None, typer.Option(help="shadow: which answers, legacy (default) or async")
     ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, max=100, help="shadow: the share run twice, in %")
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate", help="shadow: run the primary twice, to learn the route's noise"
+        ),
+    ] = False,
     reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "",
     url: UrlOption = None,
 ) -> None:
     """Move one route to another mode, on every instance."""
     key = normalized(key)
-    options = {"percent": percent, "primary": primary}
+    options = {
+        "percent": percent,
+        "primary": primary,
+        "sample": sample,
+        "calibrate": calibrate or None,
+    }
     body: dict[str, Any] = {"mode": mode, "reason": reason}
     body.update({name: value for name, value in options.items() if value is not None})
     try:
@@ -203,7 +218,7 @@ def kill_switch(
     actor = f"cli:{getpass.getuser()}"
 
     def kill(table: RouteTable) -> Coroutine[Any, Any, dict[str, Any]]:
-        return table.kill_switch(path_prefix=prefix, actor=actor, reason=reason)
+        return rollout_kill_switch(table, prefix, actor=actor, reason=reason)
 
     print_kill(on_database(gateway_app, kill))
 
@@ -216,3 +231,5 @@ def print_kill(result: dict[str, Any]) -> None:
         typer.echo(
             f"no legacy implementation, left as they are: {', '.join(result['without_legacy'])}"
         )
+    if result.get("aborted_plans"):
+        typer.echo(f"rollout plans aborted: {', '.join(map(str, result['aborted_plans']))}")

@@ -67,8 +67,8 @@ def sync_connect_args(settings: Settings) -> dict[str, Any]:
     return arguments
 
 
-def async_connect_args(settings: Settings) -> dict[str, Any]:
-    server_settings = {"application_name": f"{APPLICATION_NAME}-async"}
+def async_connect_args(settings: Settings, role: str = "async") -> dict[str, Any]:
+    server_settings = {"application_name": f"{APPLICATION_NAME}-{role}"}
     if not settings.transaction_pooling:
         server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
     arguments: dict[str, Any] = {"server_settings": server_settings}
@@ -144,12 +144,16 @@ def create_sync_engine(settings: Settings, database_url: str) -> Engine:
     return engine
 
 
-def create_async_engine_for(settings: Settings, database_url: str) -> AsyncEngine:
-    connect_args = async_connect_args(settings)
+def create_async_engine_for(
+    settings: Settings, database_url: str, *, pool_size: int | None = None, role: str = "async"
+) -> AsyncEngine:
+    """An asyncpg engine as the settings want it; `pool_size` and `role` (its connections'
+    application name, gateway-ROLE) for a small pool of its own."""
+    connect_args = async_connect_args(settings, role)
     engine = create_async_engine(
         async_url(database_url),
-        pool_size=settings.async_pool_size,
-        max_overflow=settings.async_max_overflow,
+        pool_size=settings.async_pool_size if pool_size is None else pool_size,
+        max_overflow=settings.async_max_overflow if pool_size is None else 0,
         pool_timeout=settings.pool_timeout,
         connect_args=connect_args,
     )

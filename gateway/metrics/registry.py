@@ -17,9 +17,14 @@
     gateway_route_implementations         gauge      route, impl: 1 for each implementation it has
     gateway_route_mode                    gauge      route, mode: 1 for the current mode
     gateway_route_canary_percent          gauge      route
-    gateway_shadow_comparisons_total      counter    route, result (match|mismatch|error|dropped)
+    gateway_shadow_comparisons_total      counter    route, result (match|mismatch|error|dropped|
+                                                     calibration: the primary against itself)
     gateway_route_rollbacks_total         counter    route
     gateway_connections_closed_total      counter    reason
+    gateway_rollout_step                  gauge      route: the plan's step (1-based; 0: none)
+    gateway_rollout_state                 gauge      route, state: 1 for the plan's state
+    gateway_rollout_step_seconds          gauge      route: time the plan has been in its step
+    gateway_rollout_verdicts_total        counter    route, verdict (pass|fail|inconclusive)
 
 `route` means one thing on every metric: the route key, `METHOD /path/template`
 (`GET /users/{user_id}`), so one selector such as `{route="GET /users/{user_id}"}`
@@ -45,9 +50,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from gateway.database.timing import RequestTimes
 
 UNMATCHED = "UNMATCHED"
-SHADOW_RESULTS = ("match", "mismatch", "error", "dropped")
+SHADOW_RESULTS = ("match", "mismatch", "error", "dropped", "calibration")
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MODES = ("legacy", "async", "canary", "shadow")
+PLAN_STATES = ("running", "paused", "completed", "aborted", "failed")
+VERDICTS = ("pass", "fail", "inconclusive")
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
@@ -122,6 +129,18 @@ class GatewayMetrics:
             "connections the server closed before a request reached the app",
             ("reason",),
         )
+        self.rollout_step = gauge(
+            "gateway_rollout_step", "current step of the route's plan", ("route",), "livemax"
+        )
+        self.rollout_state = gauge(
+            "gateway_rollout_state", "1 for the plan's state", ("route", "state"), "livemax"
+        )
+        self.rollout_step_seconds = gauge(
+            "gateway_rollout_step_seconds", "time in the current step", ("route",), "livemax"
+        )
+        self.rollout_verdicts = counter(
+            "gateway_rollout_verdicts", "verdicts on plan steps", ("route", "verdict")
+        )
         self._durations: dict[tuple[str, str, str, int], Histogram] = {}
         self._db_times: dict[tuple[str, str, str], Histogram] = {}
         self._threads: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
@@ -162,7 +181,8 @@ class GatewayMetrics:
         return children
 
     def show_implementations(self, implementations: Mapping[str, set[str]]) -> None:
-        """Each route's implementations; a route with both gets its shadow and rollback counters."""
+        """Each route's implementations; a route with both gets its shadow, rollback and verdict
+        counters at zero."""
         for route, impls in implementations.items():
             for impl in impls:
                 self.route_implementations.labels(route, impl).set(1)
@@ -170,6 +190,18 @@ class GatewayMetrics:
                 self.rollbacks.labels(route)
                 for result in SHADOW_RESULTS:
                     self.shadow_comparisons.labels(route, result)
+                for verdict in VERDICTS:
+                    self.rollout_verdicts.labels(route, verdict)
+
+    def show_plan(self, route: str, state: str, step: int, seconds: float) -> None:
+        """A route's latest plan: its state, its step (1-based) and the time spent in it."""
+        for name in PLAN_STATES:
+            self.rollout_state.labels(route, name).set(1 if state == name else 0)
+        active = state in ("running", "paused")
+        self.rollout_step.labels(route).set(step if active else 0)
+        self.rollout_step_seconds.labels(route).set(seconds if active else 0)
+        for verdict in VERDICTS:
+            self.rollout_verdicts.labels(route, verdict)
 
     def show_modes(self, modes: Mapping[str, tuple[str, int]]) -> None:
         """Each route's current mode and canary percent (0 unless in canary)."""

@@ -1,38 +1,52 @@
-"""The control plane under /admin: route modes, their events, the fleet, shadow mismatches, the
-advisor.
+"""The control plane under /admin: route modes, their events, the fleet, shadow mismatches and
+learned noise, the advisor.
 
 Every endpoint needs an admin token (`gateway.ops.admin_access`): reads take a
 read-only or a read-write token, mode changes a read-write one, whose name is
 recorded as who made the change. Errors come in the gateway's own envelope.
-The admin API is left out of the app's OpenAPI (unless
-`GATEWAY_ADMIN_IN_OPENAPI`) and documents itself at /admin/openapi.json.
+Rollout plans have their own module (`gateway.ops.admin_rollouts`). The admin
+API is left out of the app's OpenAPI (unless `GATEWAY_ADMIN_IN_OPENAPI`) and
+documents itself, plans included, at /admin/openapi.json.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import logging
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import generate_latest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from gateway.database.state import gateway_state
-from gateway.error_docs import ErrorEnvelope, documented_responses
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import Conflict, GatewayError
 from gateway.impl import Impl
 from gateway.json_types import JsonInteger
 from gateway.metrics.advisor import build_report, increase, parse
 from gateway.metrics.exposition import scraped_registry
-from gateway.ops.admin_access import AdminRoute, Writer, database_or_unavailable, reader
+from gateway.ops.admin_access import (
+    ADMIN_ERRORS,
+    AdminRoute,
+    Table,
+    Writer,
+    admin_errors,
+    database_or_unavailable,
+    known_route,
+    reader,
+)
+from gateway.ops.admin_rollouts import router as rollouts_router
+from gateway.rollout.store import kill_switch, plan_in_progress
 from gateway.routing.fleet import fleet_status, lagging_on
 from gateway.routing.keys import normalized
 from gateway.routing.modes import Mode, RouteMode
 from gateway.routing.store import list_events
 from gateway.routing.table import RouteTable
+
+logger = logging.getLogger(__name__)
 
 
 def only_with(mode: str, option: str, *, required: bool) -> dict[str, Any]:
@@ -45,15 +59,20 @@ def only_with(mode: str, option: str, *, required: bool) -> dict[str, Any]:
     }
 
 
+SHADOW_OPTIONS = ("primary", "sample", "calibrate")
+
+
 class ModeChange(BaseModel):
-    """A requested mode: `percent` only with canary (0 to 100), `primary` only with shadow."""
+    """A requested mode: `percent` only with canary (0 to 100); with shadow only, `primary`,
+    `sample` (the percent of requests run twice, 1 to 100, all by default) and `calibrate` (the
+    primary runs twice, to learn the route's noise)."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "allOf": [
                 only_with("canary", "percent", required=True),
-                only_with("shadow", "primary", required=False),
+                *(only_with("shadow", option, required=False) for option in SHADOW_OPTIONS),
             ]
         },
     )
@@ -61,6 +80,8 @@ class ModeChange(BaseModel):
     mode: Mode
     percent: Annotated[int | None, Field(ge=0, le=100), JsonInteger] = None
     primary: Impl | None = None
+    sample: Annotated[int | None, Field(ge=1, le=100), JsonInteger] = None
+    calibrate: StrictBool | None = None
     reason: Annotated[str, Field(max_length=1000)] = ""
 
     @model_validator(mode="after")
@@ -69,38 +90,22 @@ class ModeChange(BaseModel):
             raise ValueError("a canary needs a percent (0 to 100) of requests for async")
         if self.mode != "canary" and self.percent is not None:
             raise ValueError(f"percent applies to canary only, not to {self.mode}")
-        if self.mode != "shadow" and self.primary is not None:
-            raise ValueError(f"primary applies to shadow only, not to {self.mode}")
+        given = [name for name in SHADOW_OPTIONS if getattr(self, name) is not None]
+        if self.mode != "shadow" and given:
+            raise ValueError(f"{given[0]} applies to shadow only, not to {self.mode}")
         return self
 
     def route_mode(self) -> RouteMode:
-        """The mode asked for; percent and primary only where the mode uses them."""
+        """The mode asked for; each option only where the mode uses it."""
         return RouteMode(
-            mode=self.mode, percent=self.percent or 0, primary=self.primary or "legacy"
+            mode=self.mode,
+            percent=self.percent or 0,
+            primary=self.primary or "legacy",
+            sample=100 if self.sample is None else self.sample,
+            calibrating=bool(self.calibrate),
         )
 
 
-def route_table(request: Request) -> RouteTable:
-    table: RouteTable = request.app.state.route_table
-    return table
-
-
-Table = Annotated[RouteTable, Depends(route_table)]
-
-
-def admin_errors(own: dict[int, str], *, takes_body: bool) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for admin endpoints: their `own` errors and the gateway's, in the envelope."""
-    return documented_responses(
-        {status: {"model": ErrorEnvelope, "description": text} for status, text in own.items()},
-        methods=set(),
-        takes_input=True,
-        takes_body=takes_body,
-        error_format="envelope",
-        map_database_errors=False,
-    )
-
-
-ADMIN_ERRORS = admin_errors({401: "no admin token, or not a valid one"}, takes_body=False)
 WRITE_ERRORS = admin_errors(
     {403: "this admin token may only read", 404: "no such route"}, takes_body=True
 )
@@ -113,13 +118,6 @@ router = APIRouter(
     responses=ADMIN_ERRORS,
     include_in_schema=False,
 )
-
-
-def known_route(table: RouteTable, key: str) -> str:
-    key = normalized(key)
-    if key not in table.routes:
-        raise NotFound(f"no route {key!r}", {"route": key, "known": sorted(table.routes)})
-    return key
 
 
 @router.get("/routes")
@@ -168,9 +166,21 @@ async def put_route(
     """Move a route to another mode, on every instance (a read-write token)."""
     key = known_route(table, route_key)
     with database_or_unavailable():
+        await refuse_under_plan(table, key)
         event = await table.change(key, change.route_mode(), actor=actor, reason=change.reason)
     current = next(route for route in table.describe() if route["route"] == key)
     return {"route": current, "event": event}
+
+
+async def refuse_under_plan(table: RouteTable, key: str) -> None:
+    """409 while a rollout plan drives the route: the plan moves it (or pause and abort it)."""
+    plan = await plan_in_progress(table.database, key)
+    if plan is not None:
+        raise Conflict(
+            f"{key} is driven by rollout plan {plan}: abort the plan (or use the kill switch) "
+            "before moving the route by hand",
+            {"route": key, "rollout": plan},
+        )
 
 
 class KillSwitch(BaseModel):
@@ -186,9 +196,7 @@ class KillSwitch(BaseModel):
 async def post_kill_switch(switch: KillSwitch, table: Table, actor: Writer) -> dict[str, Any]:
     """Move every route (under `path_prefix`) to legacy on every instance, in one change."""
     with database_or_unavailable():
-        return await table.kill_switch(
-            path_prefix=switch.path_prefix, actor=actor, reason=switch.reason
-        )
+        return await kill_switch(table, switch.path_prefix, actor=actor, reason=switch.reason)
 
 
 DEFAULT_WINDOW = 5.0
@@ -239,6 +247,27 @@ async def get_mismatches(table: Table, route: str | None = None) -> dict[str, An
         return await table.shadows.report(route)
 
 
+@router.get("/shadow/noise")
+async def get_noise(table: Table, route: str | None = None) -> dict[str, Any]:
+    """The noise calibration learned per route (of every instance): the field paths left out
+    when the route is compared with its other implementation."""
+    with database_or_unavailable():
+        return await table.shadows.noise_report(None if route is None else normalized(route))
+
+
+NOISE_ERRORS = admin_errors({403: "this admin token may only read"}, takes_body=False)
+
+
+@router.delete("/shadow/noise", responses=NOISE_ERRORS)
+async def delete_noise(table: Table, actor: Writer, route: str) -> dict[str, Any]:
+    """Forget the noise learned for `route`, on every instance (a read-write token)."""
+    key = normalized(route)
+    with database_or_unavailable():
+        forgotten = await table.shadows.forget_noise(key)
+    logger.info("%s forgot the shadow noise of %s (%d fields)", actor, key, forgotten)
+    return {"route": key, "forgotten": forgotten}
+
+
 @router.get("/openapi.json", include_in_schema=False)
 async def admin_openapi(request: Request) -> dict[str, Any]:
     """The admin API's own OpenAPI schema, with its bearer security scheme."""
@@ -250,7 +279,7 @@ def admin_schema(max_window: float) -> dict[str, Any]:
     """The schema, with the longest report window this gateway allows."""
     routes = [
         documented(route)
-        for route in router.routes
+        for route in [*router.routes, *rollouts_router.routes]
         if getattr(route, "name", "") != "admin_openapi"
     ]
     schema = get_openapi(

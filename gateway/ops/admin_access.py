@@ -4,11 +4,14 @@ Every /admin endpoint needs `Authorization: Bearer <token>`. Tokens come from
 `GATEWAY_ADMIN_TOKENS` (read and change) and `GATEWAY_ADMIN_READ_TOKENS`
 (read only), compared in constant time against every configured token; the
 token's name, never the token, is what is recorded and shown. With no token
-configured the admin API is disabled (403).
+configured the admin API is disabled (403). Any of these tokens may also
+force an implementation on a request (`token_check`, `gateway.routing.forcing`).
 
 The admin API is the gateway's own, so it answers its errors in the gateway's
 documented envelope (`gateway.errors`) whatever error format the app has
-chosen, and a database it cannot reach is a 503, whatever the app maps.
+chosen, and a database it cannot reach is a 503, whatever the app maps. Every
+admin module shares the route table dependency (`Table`), the check of a
+route key (`known_route`) and the documentation of these errors.
 """
 
 from __future__ import annotations
@@ -26,15 +29,20 @@ from pydantic import SecretStr
 
 from gateway.asgi import answering_cancellation
 from gateway.database.state import gateway_state
+from gateway.error_docs import ErrorEnvelope, documented_responses
 from gateway.errors import (
     ErrorHandlers,
     Forbidden,
     GatewayError,
+    NotFound,
     Unauthorized,
     Unavailable,
     cancelled_answer,
 )
 from gateway.failures import RateLimitedLog, unavailability
+from gateway.routing.keys import normalized
+from gateway.routing.table import RouteTable
+from gateway.settings import Settings
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -54,6 +62,12 @@ def matching_name(offered: str, tokens: Mapping[str, SecretStr]) -> str | None:
         if hmac.compare_digest(offered.encode(), token.get_secret_value().encode()):
             matched = name
     return matched
+
+
+def token_check(settings: Settings) -> Callable[[str], str | None]:
+    """Names a token offered outside the admin API (to force an implementation): any admin token."""
+    tokens = {**settings.admin_read_tokens, **settings.admin_tokens}
+    return lambda offered: matching_name(offered, tokens) if tokens else None
 
 
 def offered_token(credentials: HTTPAuthorizationCredentials | None) -> str:
@@ -132,3 +146,33 @@ def database_or_unavailable() -> Iterator[None]:
         raise Unavailable(
             "the database is unavailable; retry shortly", {"resource": "database"}
         ) from None
+
+
+def route_table(request: Request) -> RouteTable:
+    table: RouteTable = request.app.state.route_table
+    return table
+
+
+Table = Annotated[RouteTable, Depends(route_table)]
+
+
+def admin_errors(own: dict[int, str], *, takes_body: bool) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for admin endpoints: their `own` errors and the gateway's, in the envelope."""
+    return documented_responses(
+        {status: {"model": ErrorEnvelope, "description": text} for status, text in own.items()},
+        methods=set(),
+        takes_input=True,
+        takes_body=takes_body,
+        error_format="envelope",
+        map_database_errors=False,
+    )
+
+
+ADMIN_ERRORS = admin_errors({401: "no admin token, or not a valid one"}, takes_body=False)
+
+
+def known_route(table: RouteTable, key: str) -> str:
+    key = normalized(key)
+    if key not in table.routes:
+        raise NotFound(f"no route {key!r}", {"route": key, "known": sorted(table.routes)})
+    return key

@@ -12,10 +12,15 @@ documented once.
     pairing       pairs the two sides, tags each response with X-Gateway-Impl
     modes         legacy | async | canary N % | shadow: a choice made from memory alone
     table         the modes in memory and the per-request dispatch
+    targeting     what a request asks of the dispatch, read in one pass over its headers
+    stickiness    where each route reads the sticky key of its canary buckets
+    forcing       an admin's request served by the implementation it names
     store         the modes in PostgreSQL, with an event per change
     sync          LISTEN/NOTIFY and periodic reloads keep every worker's table current
     shadow        the other implementation runs in the background, read-only, to compare
     compare       how two answers are compared (shadow runs and parity checks)
+    field_paths   how comparison rules and learned noise name places in a JSON answer
+    noise         per route, the fields that differ between two runs of one implementation
     canary_guard  a canary whose async side does worse goes back to legacy
 
 Invariants: a request never waits on the database to be routed; a shadow never

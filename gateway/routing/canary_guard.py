@@ -9,6 +9,11 @@ For each route in canary mode the guard keeps the outcomes of the last
 - async's p95 latency exceeds `latency_ratio` times legacy's, and by more
   than `latency_floor` seconds (so noise on a fast route cannot trigger it).
 
+A route under a rollout plan is judged on the whole fleet's traffic instead
+(`gateway.rollout`); for it, and for every canary, only the fast trip stays
+here: `consecutive_errors` 5xx answers from async in a row roll the route back
+at once, on the word of this process alone (0 turns it off).
+
 The guard only decides; the route table stores the rollback (on every
 instance, with the reason as the event's why).
 """
@@ -51,7 +56,12 @@ class CanaryGuard:
         latency_ratio: float,
         latency_floor: float,
         roll_back: Callable[[str, str], None],
+        consecutive_errors: int = 0,
+        judged_elsewhere: Callable[[str], bool] = lambda key: False,
     ) -> None:
+        self.consecutive_errors = consecutive_errors
+        self.judged_elsewhere = judged_elsewhere
+        self.failing: dict[str, int] = {}
         self.latency_floor = latency_floor
         self.window = window
         self.min_requests = min_requests
@@ -62,6 +72,10 @@ class CanaryGuard:
         self.checked_at: dict[str, float] = {}
 
     def record(self, key: str, impl: str, status: int, seconds: float) -> None:
+        if impl == "async" and self._tripped(key, status >= 500):
+            return
+        if self.judged_elsewhere(key):
+            return
         now = time.monotonic()
         outcomes = self.outcomes.setdefault((key, impl), deque())
         outcomes.append(Outcome(now, status >= 500, seconds))
@@ -73,6 +87,20 @@ class CanaryGuard:
             if reason is not None:
                 self.forget(key)
                 self.roll_back(key, reason)
+
+    def _tripped(self, key: str, failed: bool) -> bool:
+        """Count async's 5xx in a row; roll back once there are `consecutive_errors`."""
+        if not failed:
+            self.failing.pop(key, None)
+            return False
+        failing = self.failing[key] = self.failing.get(key, 0) + 1
+        if not self.consecutive_errors or failing < self.consecutive_errors:
+            return False
+        self.forget(key)
+        self.roll_back(
+            key, f"automatic rollback: {failing} consecutive 5xx answers from async on this process"
+        )
+        return True
 
     def verdict(self, key: str) -> str | None:
         """Why `key` must go back to legacy, or None while async holds up (or data is short)."""
@@ -98,5 +126,6 @@ class CanaryGuard:
         return None
 
     def forget(self, key: str) -> None:
+        self.failing.pop(key, None)
         for impl in ("legacy", "async"):
             self.outcomes.pop((key, impl), None)

@@ -1,4 +1,5 @@
-"""Shadow mismatches in PostgreSQL: every instance's, the newest `keep` per route.
+"""Shadow mismatches in PostgreSQL: every instance's, the newest `keep` per route, each with the
+seconds both sides took.
 
 A worker that finds a mismatch writes it (with its own name) and trims the
 route's oldest beyond `keep` in the same statement, so every instance reads the
@@ -22,11 +23,12 @@ from gateway.routing.schema import mismatches_table
 RECORD = (
     "WITH added AS ("
     " INSERT INTO gateway_shadow_mismatches"
-    " (route, path, query, primary_impl, primary_status, shadow_status, diff, worker)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)"
+    " (route, path, query, primary_impl, primary_status, shadow_status, diff, worker,"
+    "  primary_seconds, shadow_seconds)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id)"
     " DELETE FROM gateway_shadow_mismatches WHERE route = $1 AND id <= ("
     "  SELECT id FROM gateway_shadow_mismatches WHERE route = $1"
-    "  ORDER BY id DESC OFFSET $9 LIMIT 1)"
+    "  ORDER BY id DESC OFFSET $11 LIMIT 1)"
 )
 
 
@@ -38,6 +40,7 @@ class Mismatch:
     primary: str
     status: tuple[int, int]
     diff: str
+    seconds: tuple[float, float]  # the primary's, the shadow's
 
 
 class MismatchStore:
@@ -57,6 +60,7 @@ class MismatchStore:
             *mismatch.status,
             mismatch.diff,
             self.worker,
+            *mismatch.seconds,
             self.keep - 1,
         )
         async with self.sessions() as session, session.begin():
@@ -90,6 +94,8 @@ def as_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "primary_status": row["primary_status"],
         "shadow_status": row["shadow_status"],
         "diff": row["diff"],
+        "primary_seconds": row["primary_seconds"],
+        "shadow_seconds": row["shadow_seconds"],
         "worker": row["worker"],
         "at": at.timestamp(),
     }

@@ -120,7 +120,7 @@ noise_table = Table(
     "gateway_shadow_noise",
     metadata,
     Column("route", Text, primary_key=True),
-    Column("field", Text, primary_key=True),  # a path into the answer, e.g. body.items[].updated_at
+    Column("field", Text, primary_key=True),  # a path into the body, e.g. items[].updated_at
     Column("seen", Integer, nullable=False, server_default="1"),
     created_at("learned_at"),
 )
@@ -134,6 +134,8 @@ rollouts_table = Table(
     Column("state", Text, nullable=False),
     Column("step", Integer, nullable=False, server_default="0"),
     created_at("step_started_at"),
+    # when the step may pass: its duration after it started, later for each inconclusive verdict
+    created_at("step_due_at"),
     Column("created_by", Text, nullable=False),
     Column("reason", Text, nullable=False, server_default=""),
     created_at("created_at"),

@@ -9,7 +9,7 @@ The tables are described in `gateway.routing.schema`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,8 +113,8 @@ async def save_mode(
     mode (an automatic rollback must not undo a person's newer decision).
     """
     async with engine.begin() as connection:
-        event = await _store(connection, key, new, actor, reason, default, expect)
-        await connection.execute(select(func.pg_notify(CHANNEL, key)))
+        event = await record_change(connection, key, new, actor, reason, default, expect)
+        await notify(connection, key)
         return event
 
 
@@ -124,18 +124,30 @@ async def save_modes(
     *,
     actor: str,
     reason: str,
+    also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Store every `key: (new mode, default)` of `changes` in one transaction, with one NOTIFY."""
+    """Store every `key: (new mode, default)` of `changes` in one transaction, with one NOTIFY.
+
+    `also` runs in the same transaction, after the changes.
+    """
     async with engine.begin() as connection:
         events = [
-            await _store(connection, key, new, actor, reason, default, None)
+            await record_change(connection, key, new, actor, reason, default, None)
             for key, (new, default) in sorted(changes.items())
         ]
-        await connection.execute(select(func.pg_notify(CHANNEL, "*")))
+        if also is not None:
+            await also(connection)
+        if events:
+            await notify(connection, "*")
         return events
 
 
-async def _store(
+async def notify(connection: AsyncConnection, key: str) -> None:
+    """Tell every listening worker, once the transaction commits, that `key` ("*": all) changed."""
+    await connection.execute(select(func.pg_notify(CHANNEL, key)))
+
+
+async def record_change(
     connection: AsyncConnection,
     key: str,
     new: RouteMode,

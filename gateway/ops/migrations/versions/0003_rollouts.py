@@ -69,6 +69,7 @@ def create_rollouts() -> None:
         sa.Column("state", sa.Text(), nullable=False),
         sa.Column("step", sa.Integer(), nullable=False, server_default="0"),
         timestamp("step_started_at"),
+        timestamp("step_due_at"),
         sa.Column("created_by", sa.Text(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False, server_default=""),
         timestamp("created_at"),
