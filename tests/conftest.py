@@ -19,7 +19,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -244,13 +244,22 @@ def fresh_database(server_url: str) -> Iterator[str]:
         drop_database(server_url, name)
 
 
-@pytest.fixture
-def gateway_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """caplog on the `gateway` logger (which does not propagate to the root), from WARNING up."""
+@contextmanager
+def gateway_records(
+    caplog: pytest.LogCaptureFixture, level: int
+) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog on the `gateway` logger (which does not propagate to the root), from `level` up."""
     gateway_logger = logging.getLogger("gateway")
     gateway_logger.addHandler(caplog.handler)
     try:
-        with caplog.at_level(logging.WARNING, logger="gateway"):
+        with caplog.at_level(level, logger="gateway"):
             yield caplog
     finally:
         gateway_logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def gateway_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The gateway's log records from WARNING up."""
+    with gateway_records(caplog, logging.WARNING) as records:
+        yield records

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -37,17 +36,6 @@ async def engine(committed_database: str) -> AsyncIterator[AsyncEngine]:
     created = create_async_engine(async_url(committed_database), poolclass=NullPool)
     yield created
     await created.dispose()
-
-
-@pytest.fixture
-def warnings_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    gateway_logger = logging.getLogger("gateway")
-    gateway_logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING, logger="gateway"):
-            yield caplog
-    finally:
-        gateway_logger.removeHandler(caplog.handler)
 
 
 def notifier(webhooks: dict[str, str], **options: Any) -> WebhookNotifier:
@@ -185,7 +173,7 @@ async def test_a_receiver_failing_twice_gets_every_event_once(engine: AsyncEngin
 
 
 async def test_a_dead_receiver_is_skipped_without_blocking_a_healthy_one(
-    engine: AsyncEngine, warnings_log: pytest.LogCaptureFixture
+    engine: AsyncEngine, gateway_log: pytest.LogCaptureFixture
 ) -> None:
     timeout = 0.5
     with receiving() as healthy, receiving(delay=10 * timeout) as slow:
@@ -227,7 +215,7 @@ async def test_a_dead_receiver_is_skipped_without_blocking_a_healthy_one(
         assert f"route event {ids[1]} skipped after 2 attempts" in last_error
     assert "no answer within 0.5 s" in stored[("slow", "gateway_route_events")]["last_error"]
     assert "ConnectError" in stored[("dead", "gateway_route_events")]["last_error"]
-    skipped = [r.getMessage() for r in warnings_log.records if "skipped" in r.getMessage()]
+    skipped = [r.getMessage() for r in gateway_log.records if "skipped" in r.getMessage()]
     assert len(skipped) == 4
     assert healthy.event_ids() == [("route", ids[0]), ("route", ids[1])]
 

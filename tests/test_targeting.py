@@ -21,6 +21,7 @@ from gateway.routing.stickiness import InvalidStickyKeys, sticky_reader
 from gateway.routing.table import RouteTable
 from gateway.routing.targeting import RequestReader
 from gateway.settings import InvalidSettings, Settings, load_settings
+from tests.conftest import gateway_records
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
 pytestmark = pytest.mark.anyio
@@ -91,14 +92,9 @@ def route_keys(route: str, count: int) -> list[str]:
 
 @pytest.fixture
 def info_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """caplog on the `gateway` logger (which does not propagate), from INFO up."""
-    gateway_logger = logging.getLogger("gateway")
-    gateway_logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.INFO, logger="gateway"):
-            yield caplog
-    finally:
-        gateway_logger.removeHandler(caplog.handler)
+    """The gateway's log records from INFO up."""
+    with gateway_records(caplog, logging.INFO) as records:
+        yield records
 
 
 # -- stickiness per route ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import logging
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
@@ -29,14 +29,12 @@ from gateway.json_types import JsonInteger
 from gateway.metrics.advisor import build_report, increase, parse
 from gateway.metrics.exposition import scraped_registry
 from gateway.ops.admin_access import (
-    ADMIN_ERRORS,
-    AdminRoute,
     Table,
     Writer,
     admin_errors,
+    admin_router,
     database_or_unavailable,
     known_route,
-    reader,
 )
 from gateway.ops.admin_rollouts import router as rollouts_router
 from gateway.rollout.store import kill_switch, plan_in_progress
@@ -110,14 +108,7 @@ WRITE_ERRORS = admin_errors(
     {403: "this admin token may only read", 404: "no such route"}, takes_body=True
 )
 
-router = APIRouter(
-    prefix="/admin",
-    tags=["admin"],
-    route_class=AdminRoute,
-    dependencies=[Depends(reader)],
-    responses=ADMIN_ERRORS,
-    include_in_schema=False,
-)
+router = admin_router("/admin")
 
 
 @router.get("/routes")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -176,3 +176,15 @@ def known_route(table: RouteTable, key: str) -> str:
     if key not in table.routes:
         raise NotFound(f"no route {key!r}", {"route": key, "known": sorted(table.routes)})
     return key
+
+
+def admin_router(prefix: str) -> APIRouter:
+    """A router of admin endpoints: a token to read, the envelope, out of the app's OpenAPI."""
+    return APIRouter(
+        prefix=prefix,
+        tags=["admin"],
+        route_class=AdminRoute,
+        dependencies=[Depends(reader)],
+        responses=ADMIN_ERRORS,
+        include_in_schema=False,
+    )

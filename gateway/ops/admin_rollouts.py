@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.database.state import gateway_state
 from gateway.ops.admin_access import (
-    ADMIN_ERRORS,
-    AdminRoute,
     Table,
     Writer,
     admin_errors,
+    admin_router,
     database_or_unavailable,
     known_route,
-    reader,
 )
 from gateway.rollout import store
 from gateway.rollout.analysis import judge, thresholds_for
@@ -39,14 +37,7 @@ WRITE_ERRORS = admin_errors(
     takes_body=True,
 )
 
-router = APIRouter(
-    prefix="/admin/rollouts",
-    tags=["admin"],
-    route_class=AdminRoute,
-    dependencies=[Depends(reader)],
-    responses=ADMIN_ERRORS,
-    include_in_schema=False,
-)
+router = admin_router("/admin/rollouts")
 
 
 class PlanRequest(BaseModel):
