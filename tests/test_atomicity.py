@@ -168,7 +168,8 @@ def assert_internal_error(response: httpx.Response) -> None:
 def idle_in_transaction(engine: Engine, database: str) -> int:
     query = (
         "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = :database AND state LIKE 'idle in transaction%'"
+        "WHERE datname = :database AND state LIKE 'idle in transaction%' "
+        "AND application_name <> 'gateway-control'"  # the rollout driver's own, mid-transaction
     )
     return int(query_one(engine, query, database=database))
 

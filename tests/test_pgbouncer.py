@@ -109,7 +109,8 @@ async def sessions_left_open(database: str) -> list[str]:
     """States of the database's connections other than this one that hold a transaction."""
     query = (
         "SELECT coalesce(state, '') FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+        "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%' "
+        "AND application_name <> 'gateway-control'"  # the rollout driver's own, mid-transaction
     )
     async with await psycopg.AsyncConnection.connect(libpq(database), autocommit=True) as db:
         return [row[0] for row in await (await db.execute(query)).fetchall()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.database.state import gateway_state
@@ -37,6 +37,8 @@ WRITE_ERRORS = admin_errors(
     takes_body=True,
 )
 
+PlanId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+READ_ERRORS = admin_errors({404: "no such route or plan"}, takes_body=False)
 router = admin_router("/admin/rollouts")
 
 
@@ -77,7 +79,7 @@ async def post_rollout(
         return await described(request, table, started)
 
 
-@router.get("")
+@router.get("", responses=READ_ERRORS)
 async def get_rollouts(
     table: Table,
     route: str | None = None,
@@ -91,8 +93,8 @@ async def get_rollouts(
         ]
 
 
-@router.get("/{plan_id}")
-async def get_rollout(request: Request, plan_id: int, table: Table) -> dict[str, Any]:
+@router.get("/{plan_id}", responses=READ_ERRORS)
+async def get_rollout(request: Request, plan_id: PlanId, table: Table) -> dict[str, Any]:
     """One plan: its steps, its events (verdicts with their evidence) and, while it is in
     progress, the evidence gathered so far on its step and what it would be judged now."""
     with database_or_unavailable():
@@ -103,7 +105,7 @@ async def get_rollout(request: Request, plan_id: int, table: Table) -> dict[str,
 @router.post("/{plan_id}/{verb}", responses=WRITE_ERRORS)
 async def post_action(
     request: Request,
-    plan_id: int,
+    plan_id: PlanId,
     verb: Literal["pause", "resume", "abort", "promote"],
     body: PlanAction,
     table: Table,

@@ -83,8 +83,14 @@ class Driver:
             self.metrics.show_plan(plan.route, plan.state, plan.step + 1, plan.seconds_in_step)
 
     async def announce(self, plans: list[store.Plan]) -> None:
-        """A new driver says so on every plan in progress."""
-        logger.info("%s drives the rollout plans (lease epoch %s)", self.worker, self.lease.epoch)
+        """A new driver says so on every plan in progress (and in the log, if there is one)."""
+        in_progress = any(plan.state in store.ACTIVE for plan in plans)
+        logger.log(
+            logging.INFO if in_progress else logging.DEBUG,
+            "%s drives the rollout plans (lease epoch %s)",
+            self.worker,
+            self.lease.epoch,
+        )
         detail = {"worker": self.worker, "epoch": self.lease.epoch}
         async with self.engine.begin() as connection:
             await self.lease.fence(connection)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from gateway.errors import Conflict, GatewayError
 from gateway.impl import Impl
@@ -37,13 +37,35 @@ def seconds(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(seconds), Field(ge=0, le=7 * 86_400)]
+LONGEST = 7 * 86_400
+Duration = Annotated[
+    float,
+    BeforeValidator(seconds),
+    Field(ge=0, le=LONGEST),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": LONGEST},
+                {"type": "string", "pattern": DURATION.pattern},
+            ],
+            "description": "seconds, or text such as 90s, 10m, 1h (at most a week)",
+        }
+    ),
+]
 
 
 class Step(BaseModel):
     """One step: its mode, how long it lasts at least, how much evidence it needs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "if": {"properties": {"mode": {"const": "canary"}}},
+            "then": {"required": ["percent"], "properties": {"percent": {"type": "integer"}}},
+            "else": {"properties": {"percent": {"type": "null"}}},
+        },
+    )
 
     mode: StepKind
     percent: Annotated[int | None, Field(ge=1, le=99)] = None

@@ -136,6 +136,27 @@ async def plan_events(engine: AsyncEngine, plan_id: int) -> list[dict[str, Any]]
         return [dict(row._mapping) for row in await connection.execute(query)]
 
 
+async def events_of(
+    connection: AsyncConnection, plan_ids: list[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """The events of each of `plan_ids`, oldest first."""
+    query = (
+        select(rollout_events_table)
+        .where(rollout_events_table.c.rollout_id.in_(plan_ids))
+        .order_by(rollout_events_table.c.id)
+    )
+    found: dict[int, list[dict[str, Any]]] = {plan_id: [] for plan_id in plan_ids}
+    for row in await connection.execute(query):
+        found[row.rollout_id].append(dict(row._mapping))
+    return found
+
+
+async def recent_events(connection: AsyncConnection, *, limit: int) -> list[dict[str, Any]]:
+    """The latest events of every plan, newest first."""
+    query = select(rollout_events_table).order_by(rollout_events_table.c.id.desc()).limit(limit)
+    return [dict(row._mapping) for row in await connection.execute(query)]
+
+
 async def _read(connection: AsyncConnection, plan_id: int, *, lock: bool) -> Plan:
     query = plans_query().where(rollouts_table.c.id == plan_id)
     row = (await connection.execute(query.with_for_update() if lock else query)).first()
