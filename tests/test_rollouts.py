@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from demo.app import create_demo_app
 from demo.settings import DemoSettings
+from gateway.rollout.driver import TRIM
 from gateway.routing.modes import bucket
 from tests.helpers import serving
 from tests.webhook_receiver import receiving
@@ -365,3 +366,35 @@ async def test_plan_events_reach_the_webhooks_from_the_driving_worker(
     route = [b["event"]["new_mode"] for b in received if b["source"] == "route"]
     assert route == ["canary", "legacy"]
     assert all(b["text"] for b in received)
+
+
+async def test_the_trim_keeps_only_the_samples_a_step_in_progress_needs(
+    committed_database: str,
+) -> None:
+    insert = (
+        "INSERT INTO gateway_route_samples (route, worker, kind, requests, errors, latency, at) "
+        "VALUES ($1, 'old/1', 'async', 5, 0, '{5}', now() - $2 * interval '1 minute')"
+    )
+    steps = [{"mode": "canary", "percent": 5}, {"mode": "async"}]
+    app = rollout_app(committed_database)
+    async with serving(app) as client:
+        plan_id = (await start(client, PROBE, steps=steps)).json()["id"]
+        engine = app.state.route_table.database
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(
+                "UPDATE gateway_rollouts SET step_started_at = now() - interval '1 hour' "
+                "WHERE id = $1",
+                (plan_id,),
+            )
+            for route, minutes in [(PROBE, 10), (PROBE, 90), (WRITE, 10), (WRITE, 1)]:
+                await connection.exec_driver_sql(insert, (route, minutes))
+            await connection.execute(TRIM)
+            rows = await connection.exec_driver_sql(
+                "SELECT route, round(extract(epoch FROM now() - at) / 60) FROM "
+                "gateway_route_samples WHERE worker = 'old/1' ORDER BY 1, 2"
+            )
+            kept = [(route, int(minutes)) for route, minutes in rows]
+
+    # the plan's step (begun an hour ago) needs its 10-minute-old row, not the older one;
+    # a route without a plan keeps only what is too recent to judge safely
+    assert kept == [(PROBE, 10), (WRITE, 1)], kept

@@ -4,7 +4,8 @@ Every `rollout_tick_seconds`, each worker flushes its samples of routes under
 a plan, reads the plans (so it knows which routes to count and shows them in
 its metrics) and tries to take or renew the lease. The holder then judges
 every running plan on the fleet's evidence since its step began and stores
-the verdict under its lease, and now and then deletes old samples (webhook
+the verdict under its lease, and once a minute deletes the samples no step
+in progress needs any more (webhook
 notifications go out from the holder too, in a loop of their own:
 `gateway.rollout.notifications`). A holder that stops releases the lease; one
 that dies is replaced once the lease expires, and its successor continues
@@ -34,7 +35,12 @@ from gateway.settings import Settings
 logger = logging.getLogger(__name__)
 
 TRIM_EVERY_SECONDS = 60.0
-TRIM = text("DELETE FROM gateway_route_samples WHERE at < now() - interval '1 day'")
+# samples serve only the current step of a plan in progress (a verdict keeps its summary)
+TRIM = text(
+    "DELETE FROM gateway_route_samples samples WHERE at < now() - interval '5 minutes' "
+    "AND NOT EXISTS (SELECT 1 FROM gateway_rollouts plans WHERE plans.route = samples.route "
+    "AND plans.state IN ('running', 'paused') AND samples.at >= plans.step_started_at)"
+)
 
 
 @dataclass
