@@ -35,11 +35,15 @@ from gateway.database.providers import SessionProviders
 from gateway.errors import ConfigurationError, install_error_handlers
 from gateway.lifespan import GatewayApp, gateway_lifespan
 from gateway.metrics.exposition import router as metrics_router
+from gateway.metrics.fleet_figures import FleetFigures
+from gateway.metrics.history import MetricsHistory
 from gateway.metrics.middleware import MetricsMiddleware
 from gateway.metrics.registry import GatewayMetrics
 from gateway.ops.admin import router as admin_router
-from gateway.ops.admin_access import token_check
+from gateway.ops.admin_access import AdminRoute, token_check
 from gateway.ops.admin_rollouts import router as rollouts_router
+from gateway.ops.console import router as console_router
+from gateway.ops.console_data import router as console_data_router
 from gateway.ops.health import router as health_router
 from gateway.ops.limits import BodyLimitMiddleware
 from gateway.ops.logs import configure_logging, correlate_requests
@@ -50,7 +54,14 @@ from gateway.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
-OPERATIONS = (health_router, metrics_router, admin_router, rollouts_router)
+OPERATIONS = (
+    health_router,
+    metrics_router,
+    admin_router,
+    rollouts_router,
+    console_data_router,
+    console_router,
+)
 SessionDependency = Callable[..., Any]
 
 
@@ -135,6 +146,7 @@ def adopt(
         settings=settings,
         table=table,
         metrics=metrics,
+        history=console_sources(app, settings, registry),
         required_extensions=required_extensions(r.dependant for r in pairing.shown.values()),
         prepare_embedded_database=prepare_embedded_database,
         database=database,
@@ -143,6 +155,18 @@ def adopt(
     app.router.lifespan_context = gateway_lifespan(app.router.lifespan_context)
     log_warnings(builder.warnings, pairing)
     return app
+
+
+def console_sources(
+    app: FastAPI, settings: Settings, registry: CollectorRegistry
+) -> MetricsHistory:
+    """Where the console's figures come from: the instance's history, and Prometheus if set."""
+    every, window = settings.console_sample_seconds, settings.console_window_seconds
+    history = MetricsHistory(registry, settings.metrics_dir, every=every, window=window)
+    url = settings.console_prometheus_url
+    app.state.metrics_history = history
+    app.state.fleet_figures = None if url is None else FleetFigures(url, every=every, window=window)
+    return history
 
 
 def serve_routes(
@@ -181,10 +205,9 @@ def operations_routes(
 
 
 def in_app_schema(route: Any) -> Any:
-    """An admin endpoint listed in the app's OpenAPI (`GATEWAY_ADMIN_IN_OPENAPI`)."""
-    if not str(getattr(route, "path", "")).startswith("/admin/") or route.path.endswith(
-        "/openapi.json"
-    ):
+    """An admin endpoint listed in the app's OpenAPI (`GATEWAY_ADMIN_IN_OPENAPI`); the
+    console's page and assets never are."""
+    if not isinstance(route, AdminRoute) or route.path.endswith("/openapi.json"):
         return route
     listed = copy.copy(route)
     listed.include_in_schema = True

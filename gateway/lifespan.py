@@ -35,6 +35,7 @@ from gateway.database.engines import (
 from gateway.database.gates import ConnectionGate, ThreadGate
 from gateway.database.state import GatewayState
 from gateway.errors import ConfigurationError
+from gateway.metrics.history import MetricsHistory, keep_sampling
 from gateway.metrics.instrumentation import instrument, watch_loop
 from gateway.metrics.registry import GatewayMetrics
 from gateway.ops import embedded, http_protocol
@@ -73,6 +74,7 @@ class GatewayApp:
     settings: Settings
     table: RouteTable
     metrics: GatewayMetrics
+    history: MetricsHistory  # what the console charts, sampled in the background
     required_extensions: frozenset[str]
     prepare_embedded_database: Callable[[str], None] | None = None
     database: Database | None = None  # given by the app (tests): used as is, never disposed
@@ -242,6 +244,7 @@ async def start_background(
         keep_in_sync, table, settings.route_reload_seconds, listen_url(settings, state), heartbeat
     )
     background.start_soon(watch_loop, database, gateway_app.metrics, state.threads.limiter)
+    background.start_soon(keep_sampling, gateway_app.history)
     # the rollouts' own small pool: their work never waits for, nor holds, a request's connection
     control = create_async_engine_for(
         settings, state.database_url, pool_size=CONTROL_POOL_SIZE, role="control"

@@ -245,6 +245,19 @@ class Settings(BaseSettings):
     admin_in_openapi: bool = Field(
         default=False, description="list the admin API in the app's own OpenAPI schema"
     )
+    console_sample_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=2.0,
+        description="how often each worker reads the instance's metrics for the console (/admin)",
+    )
+    console_window_seconds: Annotated[float, Field(ge=1, le=3600)] = Field(
+        default=60.0,
+        description="the recent window the console's figures and the advisor's rank cover",
+    )
+    console_prometheus_url: str | None = Field(
+        default=None,
+        description="a Prometheus that scrapes every instance: the console's figures then cover "
+        "the fleet",
+    )
     route_reload_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="full reload of route modes, besides LISTEN/NOTIFY"
     )
@@ -395,6 +408,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         project = PyprojectTomlConfigSettingsSource(settings_cls)
         return init_settings, env_settings, project
+
+    @field_validator("console_prometheus_url")
+    @classmethod
+    def _prometheus_over_http(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        if not web_url(url.strip()):
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url.strip().rstrip("/")
 
     @field_validator("sticky_keys")
     @classmethod

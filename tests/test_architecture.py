@@ -51,3 +51,5 @@ def test_installing_the_gateway_adds_only_the_gateway_package(tmp_path: Path) ->
     assert top_level == {"gateway"}
     assert "gateway/ops/migrations/versions/0001_route_modes.py" in names
     assert "gateway/ops/migrations/script.py.mako" in names
+    for asset in ("console.html", "console.js", "console.css", "console.svg"):
+        assert f"gateway/ops/static/{asset}" in names

@@ -506,6 +506,7 @@ def test_compose_runs_two_gateways_behind_pgbouncer_after_the_migration() -> Non
         assert env["GATEWAY_TRANSACTION_POOLING"] == "true"
         assert urlsplit(env["GATEWAY_DATABASE_URL"]).hostname == "pgbouncer"
         assert urlsplit(env["GATEWAY_LISTEN_DATABASE_URL"]).hostname == "postgres"
+        assert urlsplit(env["GATEWAY_CONSOLE_PROMETHEUS_URL"]).hostname == "prometheus"
         assert "GATEWAY_ADMIN_TOKENS" not in env  # from the env file, not the compose file
         names.add(env["GATEWAY_INSTANCE_NAME"])
         assert [container_port(p) for p in service["ports"]] == [gateway_port]

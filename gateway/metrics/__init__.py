@@ -6,6 +6,8 @@
                      blocking calls on the event loop
     exposition       GET /metrics, one worker or several
     advisor          from two readings of the metrics: which route to migrate next, and why
+    history          each worker's recent readings, for the console's figures and charts
+    fleet_figures    the same figures for the whole fleet, from Prometheus
 
 Every metric names a route by its key, `route="GET /users/{user_id}"`. Request
 metrics take it, and the implementation the routing layer chose, from the

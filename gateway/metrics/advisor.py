@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 Labels = tuple[tuple[str, str], ...]
 Series = dict[tuple[str, Labels], float]
@@ -48,13 +50,24 @@ BY_IMPL = (f"{REQUESTS}_count", f"{REQUESTS}_sum", "gateway_db_query_duration_se
 GROUPING = "route, impl, status, le, result, mode"
 
 
+def kept(samples: Iterable[Sample]) -> Series:
+    """The samples the advisor reads, by name and sorted labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for sample in samples
+        if sample.name in COUNTERS or sample.name in GAUGES
+    }
+
+
 def parse(text: str) -> Series:
-    series: Series = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in COUNTERS or sample.name in GAUGES:
-                series[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return series
+    return kept(
+        sample for family in text_string_to_metric_families(text) for sample in family.samples
+    )
+
+
+def sampled(registry: CollectorRegistry) -> Series:
+    """What `parse` reads from a scrape, read from the registry itself."""
+    return kept(sample for family in registry.collect() for sample in family.samples)
 
 
 def increase(before: Series, after: Series) -> Series:
@@ -79,22 +92,32 @@ def from_gateway(url: str, window: float) -> Series:
     return increase(parse(first.text), parse(second.text))
 
 
-def from_prometheus(url: str, window: float) -> Series:
+def prometheus_queries(window: float) -> dict[str, str]:
+    """Per series name, the PromQL giving its increase over `window` summed over the fleet."""
     seconds = max(1, round(window))
     queries = {
         name: f"sum by ({GROUPING}) (rate({name}[{seconds}s])) * {window:g}" for name in COUNTERS
     }
     queries.update({name: f"max by (route, impl, mode) ({name})" for name in GAUGES})
+    return queries
+
+
+def add_results(series: Series, name: str, answer: Mapping[str, Any]) -> None:
+    """An instant query's answer (Prometheus' JSON) into `series`, under `name`."""
+    for result in answer["data"]["result"]:
+        labels = tuple(sorted(result["metric"].items()))
+        value = float(result["value"][1])
+        if not math.isnan(value):
+            series[name, labels] = value
+
+
+def from_prometheus(url: str, window: float) -> Series:
     series: Series = {}
     with httpx.Client(base_url=url.rstrip("/"), timeout=30) as client:
-        for name, query in queries.items():
+        for name, query in prometheus_queries(window).items():
             response = client.get("/api/v1/query", params={"query": query})
             response.raise_for_status()
-            for result in response.json()["data"]["result"]:
-                labels = tuple(sorted(result["metric"].items()))
-                value = float(result["value"][1])
-                if not math.isnan(value):
-                    series[name, labels] = value
+            add_results(series, name, response.json())
     return series
 
 

@@ -1,6 +1,7 @@
 """The operations layer: what runs the gateway and what operators talk to.
 
 admin       /admin: route modes, events, shadow mismatches, the advisor's report
+console     the migration console: its page at /admin, and GET /admin/console/data
 health      /healthz and /readyz
 limits      request body limit
 schema      the gateway's own tables: their migrations, and the start-up check

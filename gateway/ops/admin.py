@@ -37,6 +37,7 @@ from gateway.ops.admin_access import (
     known_route,
 )
 from gateway.ops.admin_rollouts import router as rollouts_router
+from gateway.ops.console_data import router as console_data_router
 from gateway.rollout.store import kill_switch, plan_in_progress
 from gateway.routing.fleet import fleet_status, lagging_on
 from gateway.routing.keys import normalized
@@ -270,13 +271,14 @@ def admin_schema(max_window: float) -> dict[str, Any]:
     """The schema, with the longest report window this gateway allows."""
     routes = [
         documented(route)
-        for route in [*router.routes, *rollouts_router.routes]
+        for route in [*router.routes, *rollouts_router.routes, *console_data_router.routes]
         if getattr(route, "name", "") != "admin_openapi"
     ]
     schema = get_openapi(
         title="Hybrid gateway admin API",
         version="1",
-        description="Route modes, their events, shadow mismatches and the advisor's report.",
+        description="Route modes, their events, shadow mismatches, the advisor's report, "
+        "rollout plans and the console's data.",
         routes=routes,
     )
     for parameter in schema["paths"]["/admin/report"]["get"]["parameters"]:

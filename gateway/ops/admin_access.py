@@ -105,8 +105,16 @@ def writer(request: Request, credentials: Credentials) -> str:
     raise Unauthorized("the admin token is not valid")
 
 
+def may_change(request: Request, credentials: Credentials) -> bool:
+    """Whether the (valid) token offered is a read-write one."""
+    settings = gateway_state(request.app).settings
+    offered = "" if credentials is None else credentials.credentials
+    return matching_name(offered, settings.admin_tokens) is not None
+
+
 Reader = Annotated[str, Depends(reader)]
 Writer = Annotated[str, Depends(writer)]
+MayChange = Annotated[bool, Depends(may_change)]
 
 
 class AdminRoute(APIRoute):
