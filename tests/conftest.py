@@ -48,6 +48,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With GATEWAY_TEST_DATABASE_ONLY, run only the tests that speak to PostgreSQL.
+
+    The second server's pass of `scripts/test`: what does not touch the database
+    already ran in the first pass, and would only run again.
+    """
+    if not os.environ.get("GATEWAY_TEST_DATABASE_ONLY"):
+        return
+    speaks = [item for item in items if "server_url" in getattr(item, "fixturenames", ())]
+    others = [item for item in items if item not in speaks]
+    if others:
+        config.hook.pytest_deselected(items=others)
+        items[:] = speaks
+
+
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL server URL (any database on it); the embedded server unless one is given."""
