@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,11 +11,12 @@ import anyio
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from demo.app import create_demo_app
 from demo.settings import DemoSettings
 from gateway.rollout.driver import TRIM
+from gateway.rollout.plans import Duration
 from gateway.routing.modes import bucket
 from tests.helpers import serving
 from tests.webhook_receiver import receiving
@@ -398,3 +400,41 @@ async def test_the_trim_keeps_only_the_samples_a_step_in_progress_needs(
     # the plan's step (begun an hour ago) needs its 10-minute-old row, not the older one;
     # a route without a plan keeps only what is too recent to judge safely
     assert kept == [(PROBE, 10), (WRITE, 1)], kept
+
+
+DURATIONS_ACCEPTED = [
+    "0",
+    "90",
+    " 90s ",
+    "10m",
+    "10 m",
+    "1.5h",
+    "604800",
+    "0604800",
+    "10080m",
+    "168h",
+]
+DURATIONS_REFUSED = [
+    "604801",
+    "604800.5",
+    "10081m",
+    "168.1h",
+    "6886450788",
+    "\t10m",
+    "10m\n",
+    "1e3",
+]
+
+
+@pytest.mark.parametrize("text", DURATIONS_ACCEPTED + DURATIONS_REFUSED)
+def test_the_schema_of_a_duration_accepts_exactly_what_the_api_does(text: str) -> None:
+    """Clients generated from the OpenAPI schema never send a duration the API refuses."""
+    (_, text_schema) = TypeAdapter(Duration).json_schema()["anyOf"]
+    in_schema = re.fullmatch(text_schema["pattern"].removeprefix("^").removesuffix("$"), text)
+    try:
+        TypeAdapter(Duration).validate_python(text)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted == (text in DURATIONS_ACCEPTED)
+    assert bool(in_schema) == accepted

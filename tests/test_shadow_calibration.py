@@ -34,7 +34,7 @@ from tests.shadowing import (
     shadow_on,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 STAMP_ROUTE = "GET /stamps/{n}"
 BASKET_ROUTE = "GET /baskets/{n}"
@@ -190,6 +190,7 @@ async def test_forgotten_noise_counts_again(committed_database: str) -> None:
             "/admin/shadow/noise", params={"route": STAMP_ROUTE}, headers=READ_ONLY
         )
         unnamed = await client.delete("/admin/shadow/noise")
+        unknown = await client.delete("/admin/shadow/noise", params={"route": "GET /st\x00mps"})
         listed = await client.get("/admin/shadow/noise", headers=READ_ONLY)
         forgotten = await client.delete("/admin/shadow/noise", params={"route": "get  /stamps/{n}"})
         left = await noise_of(client, STAMP_ROUTE)
@@ -199,6 +200,8 @@ async def test_forgotten_noise_counts_again(committed_database: str) -> None:
 
     assert_error(refused, 403, "forbidden")
     assert_error(unnamed, 422, "invalid_request")
+    assert_error(unknown, 404, "not_found")
+    assert STAMP_ROUTE in unknown.json()["error"]["details"]["known"]
     assert [route["route"] for route in listed.json()["routes"]] == [STAMP_ROUTE]
     assert forgotten.status_code == 200, forgotten.text
     assert forgotten.json() == {"route": STAMP_ROUTE, "forgotten": 1}

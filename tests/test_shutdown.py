@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,7 +24,8 @@ from sqlalchemy.pool import NullPool
 
 from demo.app import create_demo_app
 from demo.settings import DemoSettings
-from gateway.database.engines import sync_url
+from gateway.database.engines import asyncpg_connect_kwargs, sync_url
+from gateway.database.uninterrupted import uninterrupted
 from tests.helpers import serving
 from tests.processes import child_env, free_port, gateway_command, start_process, stop_process
 
@@ -132,3 +135,33 @@ def test_sigterm_with_stuck_requests_and_an_open_report_exits_within_the_drain(
     assert backends == 0  # both pools and the listener closed
     time.sleep(0.5)
     assert outcomes == [503, 503, 503], outcomes  # cancelled: retry elsewhere
+
+
+async def test_a_connect_under_way_when_its_loop_is_cancelled_finishes_first(
+    database_url: str,
+) -> None:
+    opened: list[asyncpg.Connection] = []
+    went_on = False
+
+    async def background_loop() -> None:
+        nonlocal went_on
+        connect = asyncpg.connect(**asyncpg_connect_kwargs(database_url, "gateway-test"))
+        opened.append(await uninterrupted(connect, limit=10))
+        await anyio.sleep(0)  # the cancellation lands here, at the first checkpoint after it
+        went_on = True
+
+    async with anyio.create_task_group() as background:
+        background.start_soon(background_loop)
+        await anyio.sleep(0)  # the loop is inside connect
+        background.cancel_scope.cancel()
+
+    assert len(opened) == 1 and not went_on
+    assert await opened[0].fetchval("SELECT 1") == 1  # a whole connection, not a cut one
+    await opened[0].close()
+
+
+async def test_background_work_that_outlasts_its_limit_is_stopped() -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await uninterrupted(anyio.sleep(30), limit=0.1)
+    assert time.monotonic() - started < 5

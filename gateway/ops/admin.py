@@ -40,7 +40,6 @@ from gateway.ops.admin_rollouts import router as rollouts_router
 from gateway.ops.console_data import router as console_data_router
 from gateway.rollout.store import kill_switch, plan_in_progress
 from gateway.routing.fleet import fleet_status, lagging_on
-from gateway.routing.keys import normalized
 from gateway.routing.modes import Mode, RouteMode
 from gateway.routing.store import list_events
 from gateway.routing.table import RouteTable
@@ -231,29 +230,36 @@ async def waited_with_client(request: Request, seconds: float) -> bool:
     return True
 
 
-@router.get("/shadow/mismatches")
+ROUTE_FILTER_ERRORS = admin_errors({404: "no such route"}, takes_body=False)
+
+
+@router.get("/shadow/mismatches", responses=ROUTE_FILTER_ERRORS)
 async def get_mismatches(table: Table, route: str | None = None) -> dict[str, Any]:
     """Shadow comparisons per route (this worker's), and the latest mismatches of every
     instance with their (redacted) diffs."""
     with database_or_unavailable():
-        return await table.shadows.report(route)
+        return await table.shadows.report(None if route is None else known_route(table, route))
 
 
-@router.get("/shadow/noise")
+@router.get("/shadow/noise", responses=ROUTE_FILTER_ERRORS)
 async def get_noise(table: Table, route: str | None = None) -> dict[str, Any]:
     """The noise calibration learned per route (of every instance): the field paths left out
     when the route is compared with its other implementation."""
     with database_or_unavailable():
-        return await table.shadows.noise_report(None if route is None else normalized(route))
+        return await table.shadows.noise_report(
+            None if route is None else known_route(table, route)
+        )
 
 
-NOISE_ERRORS = admin_errors({403: "this admin token may only read"}, takes_body=False)
+NOISE_ERRORS = admin_errors(
+    {403: "this admin token may only read", 404: "no such route"}, takes_body=False
+)
 
 
 @router.delete("/shadow/noise", responses=NOISE_ERRORS)
 async def delete_noise(table: Table, actor: Writer, route: str) -> dict[str, Any]:
     """Forget the noise learned for `route`, on every instance (a read-write token)."""
-    key = normalized(route)
+    key = known_route(table, route)
     with database_or_unavailable():
         forgotten = await table.shadows.forget_noise(key)
     logger.info("%s forgot the shadow noise of %s (%d fields)", actor, key, forgotten)

@@ -24,6 +24,7 @@ import anyio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.database.uninterrupted import uninterrupted
 from gateway.metrics.registry import GatewayMetrics
 from gateway.rollout import store
 from gateway.rollout.analysis import judge, thresholds_for
@@ -157,7 +158,7 @@ async def run_driver(
     while True:
         started = clock()
         try:
-            await driver.tick()
+            await uninterrupted(driver.tick(), limit=driver.settings.rollout_lease_seconds)
         except LeaseLost as lost:
             logger.warning("%s", lost)
         except Exception as error:

@@ -46,6 +46,7 @@ from sqlalchemy import Table, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.database.uninterrupted import uninterrupted
 from gateway.routing.schema import events_table, rollout_events_table, webhook_cursors_table
 from gateway.settings import Settings
 
@@ -149,6 +150,11 @@ class WebhookNotifier:
         self.settle = settle
         self.started: set[str] = set()  # webhooks whose cursors exist
         self.skipped = 0
+
+    @property
+    def longest_round(self) -> float:
+        """Seconds a call of `deliver` may last: sends start within the timeout and last it."""
+        return 2 * self.timeout + 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookNotifier:
@@ -319,7 +325,7 @@ async def run_notifier(
     while True:
         try:
             if leading():
-                await notifier.deliver(engine)
+                await uninterrupted(notifier.deliver(engine), limit=notifier.longest_round)
         except Exception as error:
             logger.warning("webhook delivery failed, retried in %g s: %r", every, error)
         await anyio.sleep(every)

@@ -24,17 +24,38 @@ from gateway.routing.modes import SAFE_METHODS, RouteMode
 
 StepKind = Literal["calibrate", "shadow", "canary", "async"]
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+DURATION = re.compile(r" *([0-9]+(?:\.[0-9]+)?) *([smh]?) *")
 
 
 def seconds(value: Any) -> Any:
     """`"10m"` -> 600.0; numbers pass as they are."""
     if isinstance(value, str):
-        found = DURATION.match(value)
+        found = DURATION.fullmatch(value)
         if found is None:
             raise ValueError(f"{value!r} is not a duration: use seconds, or e.g. 90s, 10m, 1h")
         return float(found[1]) * UNITS[found[2] or "s"]
     return value
+
+
+def at_most(limit: int) -> str:
+    """A regular expression of the decimal numbers from 0 to `limit`, e.g. "10m" up to 10080."""
+    digits = str(limit)
+    below = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for place, digit in enumerate(digits):
+        lowest = 1 if place == 0 else 0
+        if int(digit) > lowest:
+            rest = len(digits) - place - 1
+            below.append(f"{digits[:place]}[{lowest}-{int(digit) - 1}][0-9]{{{rest}}}")
+    return f"0*(?:(?:{'|'.join(below)})(?:\\.[0-9]+)?|{digits}(?:\\.0+)?)"
+
+
+def duration_pattern(longest: int) -> str:
+    """The JSON Schema pattern of exactly the text durations accepted: the form and the bound."""
+    forms = [
+        f"{at_most(longest // int(factor))} *{unit}{'?' if unit == 's' else ''}"
+        for unit, factor in UNITS.items()
+    ]
+    return f"^ *(?:{'|'.join(forms)}) *$"
 
 
 LONGEST = 7 * 86_400
@@ -46,7 +67,7 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "number", "minimum": 0, "maximum": LONGEST},
-                {"type": "string", "pattern": DURATION.pattern},
+                {"type": "string", "pattern": duration_pattern(LONGEST)},
             ],
             "description": "seconds, or text such as 90s, 10m, 1h (at most a week)",
         }

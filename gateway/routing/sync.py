@@ -22,6 +22,7 @@ import anyio
 import asyncpg
 
 from gateway.database.engines import asyncpg_connect_kwargs
+from gateway.database.uninterrupted import uninterrupted
 from gateway.routing.fleet import Heartbeat
 from gateway.routing.store import CHANNEL, SELECT_MODES, stored_modes
 from gateway.routing.table import RouteTable
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 POLL_WHILE_DISCONNECTED = 1.0
 MAX_BACKOFF = 10.0
+LONGEST_RELOAD = 5.0  # seconds a shutdown waits for a reload or a connect under way
 
 
 async def reload_quietly(table: RouteTable, connection: Any = None) -> bool:
@@ -68,9 +70,9 @@ async def keep_in_sync(
     """
 
     async def reload(connection: Any = None) -> None:
-        await reload_quietly(table, connection)
+        await uninterrupted(reload_quietly(table, connection), limit=LONGEST_RELOAD)
         if heartbeat is not None:
-            await heartbeat.beat(table.version, connection)
+            await uninterrupted(heartbeat.beat(table.version, connection), limit=LONGEST_RELOAD)
 
     def period() -> float:
         """Until the next reload: sooner while a report waits to be written."""
@@ -112,7 +114,8 @@ async def _listen(
         lost.set()
         changed.set()
 
-    connection = await asyncpg.connect(**asyncpg_connect_kwargs(listen_url, "gateway-listener"))
+    connect = asyncpg.connect(**asyncpg_connect_kwargs(listen_url, "gateway-listener"))
+    connection = await uninterrupted(connect, limit=LONGEST_RELOAD)
     try:
         connection.add_termination_listener(on_lost)
         await connection.add_listener(CHANNEL, on_notify)
