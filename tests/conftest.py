@@ -74,7 +74,16 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     data_dir = Path(tempfile.mkdtemp(prefix="gateway-tests-"))
     with embedded_postgres(data_dir) as url:
+        without_durability(url)
         yield url
+
+
+def without_durability(url: str) -> None:
+    """A throwaway server need not survive a crash: commits and new databases skip fsync."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            connection.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        connection.execute("SELECT pg_reload_conf()")
 
 
 def with_database(url: str, name: str) -> str:

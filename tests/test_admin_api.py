@@ -13,7 +13,7 @@ from demo.app import create_demo_app
 from demo.settings import DemoSettings
 from tests.helpers import IMPL_HEADER, assert_error, invalid_locations, serving
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 USER_ROUTE = "GET /users/{user_id}"
 ORDER_ROUTE = "GET /orders/{order_id}"

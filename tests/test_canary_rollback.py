@@ -23,7 +23,7 @@ from gateway.routing.modes import RouteMode
 from gateway.routing.table import RouteTable
 from tests.helpers import IMPL_HEADER, serving
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 PROBE_ROUTE = "GET /probe/{n}"
 USER_ROUTE = "GET /users/{user_id}"

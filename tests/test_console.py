@@ -59,6 +59,8 @@ from tests.processes import (
     stop_processes,
 )
 
+pytestmark = pytest.mark.version_independent
+
 USERS = "GET /users/{user_id}"
 ITEMS = "GET /items/{item_id}"
 WRITE_TOKEN = "console-ops-token"

@@ -29,7 +29,8 @@ from tests.processes import LOCALHOST
 # a real server fuzzed for minutes: once per run, on the embedded server (see scripts/test)
 pytestmark = pytest.mark.slow
 
-EXAMPLES_PER_OPERATION = 25
+# Per operation in the fuzzing phase (the coverage phase runs whole); FUZZ_EXAMPLES=200 goes deeper.
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 RUN_SECONDS = 600
 START_SECONDS = 10.0
 STOP_SECONDS = 10.0

@@ -12,7 +12,7 @@ from tests.helpers import IMPL_HEADER, serving
 from tests.processes import child_env, gateway_command
 from tests.test_route_modes import AUTH, ITEM_ROUTE, USER_ROUTE, real_app, set_mode
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 USERS_LIST = "GET /users"
 ASYNC_ONLY = "GET /documents/{document_id}"

@@ -29,7 +29,7 @@ from gateway.ops.logs import GatewayHandler, LogFormat, formatter
 from tests.helpers import serving
 from tests.processes import child_env, free_port, gateway_command, running_server, stop_process
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

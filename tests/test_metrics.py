@@ -40,7 +40,7 @@ from gateway.metrics.advisor import (
 )
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 PROMTOOL = Path("/usr/bin/promtool")
 REQUESTS = "gateway_request_duration_seconds"

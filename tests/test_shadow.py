@@ -31,7 +31,7 @@ from tests.shadowing import (
     shadow_on,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 USER_ROUTE = "GET /users/{user_id}"
 HANGING_SECONDS = 30.0

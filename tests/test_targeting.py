@@ -24,7 +24,7 @@ from gateway.settings import InvalidSettings, Settings, load_settings
 from tests.conftest import gateway_records
 from tests.helpers import IMPL_HEADER, assert_error, serving
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.version_independent]
 
 USERS = "GET /users"
 USER = "GET /users/{user_id}"

@@ -1,4 +1,4 @@
-"""The `gateway` command line: serve an app, install the gateway's tables, move routes, report.
+"""The `gateway` command line: serve an app, install its tables, move routes, report, migrate.
 
 Every command that works on an app names it the same way: `--app module:attribute`,
 else `GATEWAY_APP`, else `app` under `[tool.gateway]` in the working directory's
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import db, parity, report, rollout, routes, serve
+from gateway.cli import db, migrate, parity, report, rollout, routes, serve
 
 app = typer.Typer(
     help="Serve a FastAPI app through the gateway and move its routes from sync to async.",
@@ -23,6 +23,7 @@ app.command()(parity.parity)
 app.add_typer(db.app, name="db")
 app.add_typer(routes.app, name="routes")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(migrate.app, name="migrate")
 
 
 def main() -> None:

@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, FastAPI
@@ -57,6 +58,7 @@ class PublicRoute:
 
     key: str
     implementations: dict[Impl, ASGIApp] = field(default_factory=dict)
+    endpoints: dict[Impl, Callable[..., Any]] = field(default_factory=dict)  # as the app wrote them
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Implementation:
     key: str
     route: APIRoute
     where: str
+    endpoint: Callable[..., Any]  # the app's own function, before the gateway wrapped it
 
 
 @dataclass
@@ -112,6 +115,7 @@ class RouteBuilder:
             raise RouteConflict(f"{where} has no endpoint")
         if side == "async" and not inspect.iscoroutinefunction(endpoint):
             raise RouteConflict(f"{where} must be an `async def` endpoint")
+        own = endpoint
         dependant = context.dependant
         kinds = self.providers.kinds_used(dependant)
         keys = [route_key(method, str(context.path_format)) for method in methods(context)]
@@ -137,7 +141,7 @@ class RouteBuilder:
         route = rebuild(
             context, endpoint, dependency_overrides_provider=provider, responses=responses
         )
-        return [Implementation(key, route, where) for key in keys]
+        return [Implementation(key, route, where, own) for key in keys]
 
     def tagged(self, implementation: Implementation, impl: Impl) -> ASGIApp:
         return tag_with_impl(
@@ -271,10 +275,11 @@ def _public_route(
     if shown is None:
         raise RouteConflict(f"{key_shape} has no implementation")
     route = PublicRoute(key=shown.key)
-    if left is not None:
-        route.implementations["legacy"] = builder.tagged(left, "legacy")
-    if right is not None:
-        route.implementations["async"] = builder.tagged(right, "async")
+    sides: tuple[tuple[Impl, Implementation | None], ...] = (("legacy", left), ("async", right))
+    for impl, side in sides:
+        if side is not None:
+            route.implementations[impl] = builder.tagged(side, impl)
+            route.endpoints[impl] = side.endpoint
     return route, shown.route
 
 
