@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from gateway.cli import app as cli
 from gateway.database.engines import create_async_engine_for
 from gateway.factory import gateway_of
 from gateway.metrics import advisor
+from gateway.migrate.idioms import Kind
 from gateway.migrate.inventory import route_modes
 from gateway.migrate.report import lines
 from gateway.migrate.scan import Scan, module_idioms, scan_app
@@ -35,16 +37,7 @@ from tests.migration import ROOT, demo_app, expected, tracker_app, tricky_app
 
 pytestmark = pytest.mark.version_independent
 
-KINDS = {
-    "query",
-    "lean",
-    "session",
-    "dependency",
-    "commit_in_loop",
-    "lazy_load",
-    "blocking",
-    "helper",
-}
+KINDS = set(get_args(Kind))  # every kind a scan may name in its JSON
 
 
 def text(scan: Scan) -> str:
