@@ -104,15 +104,20 @@ def session_parameters_of(call: Any) -> Iterator[tuple[str, Any]]:
     except (TypeError, ValueError, NameError):
         return
     for parameter in signature.parameters.values():
-        annotation, markers = _unwrapped(parameter)
-        if not (isinstance(annotation, type) and issubclass(annotation, SESSION_TYPES)):
-            continue
-        for marker in markers:
-            if isinstance(marker, params.Depends) and marker.dependency is not None:
-                yield parameter.name, marker.dependency
+        annotation = unwrapped(parameter)[0]
+        if isinstance(annotation, type) and issubclass(annotation, SESSION_TYPES):
+            yield from ((parameter.name, dependency) for dependency in dependencies_of(parameter))
 
 
-def _unwrapped(parameter: inspect.Parameter) -> tuple[Any, list[Any]]:
+def dependencies_of(parameter: inspect.Parameter) -> Iterator[Callable[..., Any]]:
+    """Each `Depends(...)` given to `parameter`, in `Annotated` or as its default."""
+    for marker in unwrapped(parameter)[1]:
+        if isinstance(marker, params.Depends) and marker.dependency is not None:
+            yield marker.dependency
+
+
+def unwrapped(parameter: inspect.Parameter) -> tuple[Any, list[Any]]:
+    """A parameter's type and its markers (`Depends(...)` in `Annotated` or as default)."""
     annotation, markers = parameter.annotation, [parameter.default]
     if get_origin(annotation) is Annotated:
         annotation, *metadata = get_args(annotation)

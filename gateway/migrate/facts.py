@@ -30,7 +30,6 @@ class Found:
     statement: cst.CSTNode | None  # where its `# MIGRATE:` comment goes
     form: str = ""  # the async form; rendered from the rewrite of `node` when empty
     why: str = ""
-    via: str = ""
 
 
 @dataclass

@@ -31,6 +31,7 @@ from gateway.migrate.facts import Call, Found, FunctionFacts, ModuleFacts
 from gateway.migrate.idioms import Idiom, one_line
 from gateway.migrate.names import Imports, dotted, imported_names, used_names
 from gateway.migrate.orm import is_mapped
+from gateway.migrate.reader import NO_AWAIT_HERE
 from gateway.migrate.signatures import (
     mapped_parameters,
     provided_sessions,
@@ -68,13 +69,14 @@ def analyse(
     if known is not None and endpoints is None:
         return known
     targets = _targets(source, endpoints or {}, context.twin_of)
-    facts = _read(source, targets)
+    names = imported_names(source.tree), used_names(source.tree)
+    facts = _read(source, targets, *names)
     for _ in range(ROUNDS):
         if not _propagated(facts, targets):
             break
-        facts = _read(source, targets)
+        facts = _read(source, targets, *names)
     context.analysed[source.path] = facts
-    _settle(facts, context, depth)
+    _settle(facts, targets, context, depth)
     return facts
 
 
@@ -94,8 +96,11 @@ def _targets(source: Source, endpoints: dict[str, Any], twin_of: TwinOf) -> dict
     return targets
 
 
-def _read(source: Source, targets: dict[str, Target]) -> ModuleFacts:
-    imports = Imports(imported_names(source.tree), used_names(source.tree))
+def _read(
+    source: Source, targets: dict[str, Target], imported: dict[str, tuple[str, str]], used: set[str]
+) -> ModuleFacts:
+    """One reading of the module; each reading starts with the imports as the module has them."""
+    imports = Imports(imported, used)
     facts = ModuleFacts(source, imports)
     source.wrapper.visit(Reader(facts, targets))
     return facts
@@ -121,14 +126,14 @@ def _propagated(facts: ModuleFacts, targets: dict[str, Target]) -> bool:
     return changed
 
 
-def _settle(facts: ModuleFacts, context: Context, depth: int) -> None:
+def _settle(facts: ModuleFacts, targets: dict[str, Target], context: Context, depth: int) -> None:
     functions = facts.functions
     facts.asynchronous = _asynchronous(functions)
     for name, function in functions.items():
         asynchronous = name in facts.asynchronous
         if asynchronous:
             _sleeps_awaited(facts, function)
-            _sessions_async(facts, function)
+            _sessions_async(facts, function, targets[name].provided)
         for call in function.local_calls:
             _local_call(facts, function, call, asynchronous)
         for call in function.app_calls:
@@ -162,9 +167,9 @@ def _sleeps_awaited(facts: ModuleFacts, function: FunctionFacts) -> None:
         function.blocks.remove(found)
 
 
-def _sessions_async(facts: ModuleFacts, function: FunctionFacts) -> None:
-    """Session parameters typed for AsyncSession; a lean answer's return type its schema."""
-    provided_here = provided_sessions(facts.source.value(function.name))
+def _sessions_async(facts: ModuleFacts, function: FunctionFacts, provided_here: set[str]) -> None:
+    """Session parameters typed for AsyncSession (`provided_here`: those a dependency gives);
+    a lean answer's return type its schema."""
     defaults_before = False
     for param in [*function.node.params.params, *function.node.params.kwonly_params]:
         name = param.name.value
@@ -189,7 +194,7 @@ def _local_call(facts: ModuleFacts, caller: FunctionFacts, call: Call, asynchron
     code = facts.source.code(call.node)
     if call.callee in facts.asynchronous:
         if call.in_sync_scope:
-            why = f"{call.callee}() is async in the draft, and {NO_AWAIT}"
+            why = f"{call.callee}() is async in the draft, and {NO_AWAIT_HERE}"
             caller.found.append(Found("helper", call.node, code, False, call.statement, why=why))
             return
         facts.rewrites[call.node] = rewrites.awaited()
@@ -198,9 +203,6 @@ def _local_call(facts: ModuleFacts, caller: FunctionFacts, call: Call, asynchron
     reached = list(blocking_reached(facts, callee))
     if asynchronous and reached:
         caller.found.append(_blocking_helper(facts, call, callee.name, reached))
-
-
-NO_AWAIT = "an `await` cannot go in a lambda, a nested `def` or a generator expression"
 
 
 def blocking_reached(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from gateway.migrate.syntax import names_in
+
 
 class Imports:
     """What a draft imports besides the legacy module's own imports."""
@@ -61,24 +63,6 @@ def imported_names(tree: cst.Module) -> dict[str, tuple[str, str]]:
     return found
 
 
-class _Names(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.found: set[str] = set()
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.found.add(node.value)
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
-        return False  # `x.count` binds no `count`
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
-        return False  # nor does `f(count=1)`
-
-
 def used_names(tree: cst.CSTNode) -> set[str]:
     """Every name the code binds or reads (attribute and keyword names left out)."""
-    visitor = _Names()
-    tree.visit(visitor)
-    return visitor.found
+    return set(names_in(tree))

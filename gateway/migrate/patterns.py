@@ -213,7 +213,7 @@ def _delete(statements: list[cst.BaseStatement], scope: Scope) -> Lean | None:
         return None
     parts: Parts = {"db": read.session, "model": read.model, "key": read.key}
     if answers_404(raised, read, scope):
-        deleted = written("await {delete_or_404}({db}, {model}, {key})", scope, **parts)
+        deleted = written(DELETE_OR_404, scope, **parts)
         return Lean("delete", statements[:3], [deleted])
     counted = written(DELETE_RETURNING, scope, name=name, where=key_equals(read), **parts)
     return Lean("delete", statements[:3], [counted, statements[1]])

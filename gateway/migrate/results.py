@@ -23,7 +23,6 @@ from gateway.migrate.tracking import Held, Loader
 
 Resolve = Callable[[cst.BaseExpression], Any]
 ONE = frozenset({"first", "one", "one_or_none", "scalar_one", "scalar_one_or_none", "scalar"})
-MANY = frozenset({"all", "scalars", "unique", "fetchall"})
 BY_KEY = (queries.get_or_404,)
 BY_STATEMENT = (queries.first,)
 

@@ -95,27 +95,28 @@ def scan_app(
     endpoints = legacy_endpoints(app)
     routers: dict[str, RouterScan] = {}
     unread = []
+    sources: dict[Path, Source] = {}
     by_source: dict[Path, list[Endpoint]] = {}
     for endpoint in endpoints:
         found = source_of(endpoint.function)
         if found is None:
             unread.append(f"{endpoint.key} ({getattr(endpoint.function, '__qualname__', '?')})")
         elif not wanted or any(found.path.is_relative_to(path) for path in wanted):
+            sources.setdefault(found.path, found)
             by_source.setdefault(found.path, []).append(endpoint)
     for path, listed in by_source.items():
-        scanned = _scanned(path, listed, context, modes)
+        scanned = _scanned(sources[path], listed, context, modes)
         routers[scanned.path] = scanned
     ranked = rank(list(routers.values()), ranking)
     return Scan(spec, ranked, modes is not None, metrics if ranking else None, unread)
 
 
 def _scanned(
-    path: Path, endpoints: list[Endpoint], context: Context, modes: Mapping[str, str] | None
+    source: Source, endpoints: list[Endpoint], context: Context, modes: Mapping[str, str] | None
 ) -> RouterScan:
-    source = _source(endpoints[0])
     models = {endpoint.function.__name__: endpoint.response_model for endpoint in endpoints}
     facts = analyse(source, context, models)
-    router = RouterScan(shown_path(path, context.root))
+    router = RouterScan(shown_path(source.path, context.root))
     for endpoint in endpoints:
         name = endpoint.function.__name__
         function = facts.functions.get(name)
@@ -132,13 +133,6 @@ def _scanned(
             )
         )
     return router
-
-
-def _source(endpoint: Endpoint) -> Source:
-    found = source_of(endpoint.function)
-    if found is None:
-        raise LookupError(f"no source for {endpoint.key}")
-    return found
 
 
 def rank(routers: list[RouterScan], ranking: Report | None) -> list[RouterScan]:

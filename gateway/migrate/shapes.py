@@ -22,6 +22,7 @@ from gateway.errors import not_found
 from gateway.migrate.chains import Chain, flatten
 from gateway.migrate.names import Imports, dotted
 from gateway.migrate.orm import primary_key_name, reads_columns_only
+from gateway.migrate.syntax import session_method
 
 QUERIES = "gateway.database.queries"
 PARSER = cst.PartialParserConfig()
@@ -89,11 +90,8 @@ def session_call(statement: cst.BaseStatement, scope: Scope, method: str) -> cst
     """`db.method(...)` as a statement of its own, on one of the function's sessions."""
     small = only_small(statement)
     call = small.value if isinstance(small, cst.Expr) else None
-    if isinstance(call, cst.Call) and m.matches(call.func, m.Attribute(attr=m.Name(method))):
-        owner = call.func.value if isinstance(call.func, cst.Attribute) else None
-        if isinstance(owner, cst.Name) and owner.value in scope.sessions:
-            return call
-    return None
+    found = session_method(call, scope.sessions) if call is not None else None
+    return call if isinstance(call, cst.Call) and found and found[1] == method else None
 
 
 def raise_if(statement: cst.BaseStatement, test: m.BaseMatcherNode) -> cst.Raise | None:

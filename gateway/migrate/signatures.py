@@ -10,13 +10,13 @@ sync session: its twin needs an async dependency of its own.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
-from typing import Annotated, Any, get_args, get_origin
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import params
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from gateway.database.providers import dependencies_of, unwrapped
 from gateway.migrate.orm import is_mapped
 
 DEPTH = 4  # dependencies of dependencies followed this deep
@@ -34,15 +34,6 @@ def parameters(function: Any) -> list[inspect.Parameter]:
         return []
 
 
-def unwrapped(parameter: inspect.Parameter) -> tuple[Any, list[Any]]:
-    """A parameter's type and its markers (`Depends(...)` in `Annotated` or as default)."""
-    annotation, markers = parameter.annotation, [parameter.default]
-    if get_origin(annotation) is Annotated:
-        annotation, *metadata = get_args(annotation)
-        markers.extend(metadata)
-    return annotation, markers
-
-
 def is_sync_session(annotation: Any) -> bool:
     return (
         isinstance(annotation, type)
@@ -56,12 +47,6 @@ def session_parameters(function: Any) -> set[str]:
     return {p.name for p in parameters(function) if is_sync_session(unwrapped(p)[0])}
 
 
-def dependencies(parameter: inspect.Parameter) -> Iterator[Callable[..., Any]]:
-    for marker in unwrapped(parameter)[1]:
-        if isinstance(marker, params.Depends) and marker.dependency is not None:
-            yield marker.dependency
-
-
 def uses_sync_session(dependency: Callable[..., Any], depth: int = DEPTH) -> bool:
     """Whether `dependency`, or one of its own dependencies, takes the sync session."""
     if depth == 0:
@@ -69,7 +54,7 @@ def uses_sync_session(dependency: Callable[..., Any], depth: int = DEPTH) -> boo
     for parameter in parameters(dependency):
         if is_sync_session(unwrapped(parameter)[0]):
             return True
-        if any(uses_sync_session(sub, depth - 1) for sub in dependencies(parameter)):
+        if any(uses_sync_session(sub, depth - 1) for sub in dependencies_of(parameter)):
             return True
     return False
 
@@ -80,7 +65,7 @@ def session_dependencies(function: Any) -> dict[str, Callable[..., Any]]:
     for parameter in parameters(function):
         if is_sync_session(unwrapped(parameter)[0]):
             continue
-        for dependency in dependencies(parameter):
+        for dependency in dependencies_of(parameter):
             if uses_sync_session(dependency):
                 found[parameter.name] = dependency
     return found
@@ -91,7 +76,7 @@ def mapped_parameters(function: Any) -> dict[str, Any]:
     found = {}
     for parameter in parameters(function):
         annotation = unwrapped(parameter)[0]
-        if is_mapped(annotation) and any(True for _ in dependencies(parameter)):
+        if is_mapped(annotation) and any(dependencies_of(parameter)):
             found[parameter.name] = annotation
     return found
 
@@ -101,5 +86,5 @@ def provided_sessions(function: Any) -> set[str]:
     return {
         parameter.name
         for parameter in parameters(function)
-        if is_sync_session(unwrapped(parameter)[0]) and any(True for _ in dependencies(parameter))
+        if is_sync_session(unwrapped(parameter)[0]) and any(dependencies_of(parameter))
     }

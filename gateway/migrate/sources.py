@@ -8,6 +8,7 @@ to the objects the app imported; nothing in a function body is ever run.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -96,10 +97,12 @@ def source_of(function: Callable[..., Any]) -> Source | None:
     return found if function.__name__ in found.functions else None
 
 
-def installed_roots() -> set[Path]:
+@functools.cache
+def installed_roots() -> frozenset[Path]:
     """Where the interpreter's own and installed packages live: never the app's code."""
     paths = sysconfig.get_paths()
-    return {Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return frozenset(Path(paths[key]).resolve() for key in keys)
 
 
 def is_app_code(path: Path, root: Path) -> bool:

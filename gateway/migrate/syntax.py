@@ -64,6 +64,7 @@ def session_method(node: cst.BaseExpression, sessions: set[str]) -> tuple[str, s
 
 
 def names_in(node: cst.CSTNode) -> list[str]:
+    """The names `node` binds or reads, in order (attribute and keyword names left out)."""
     found: list[str] = []
 
     class Names(cst.CSTVisitor):
@@ -72,11 +73,11 @@ def names_in(node: cst.CSTNode) -> list[str]:
 
         def visit_Attribute(self, attribute: cst.Attribute) -> bool:
             attribute.value.visit(self)
-            return False
+            return False  # `x.count` reads no `count`
 
         def visit_Arg(self, arg: cst.Arg) -> bool:
             arg.value.visit(self)
-            return False
+            return False  # nor does `f(count=1)`
 
     node.visit(Names())
     return found

@@ -115,7 +115,6 @@ class RouteBuilder:
             raise RouteConflict(f"{where} has no endpoint")
         if side == "async" and not inspect.iscoroutinefunction(endpoint):
             raise RouteConflict(f"{where} must be an `async def` endpoint")
-        own = endpoint
         dependant = context.dependant
         kinds = self.providers.kinds_used(dependant)
         keys = [route_key(method, str(context.path_format)) for method in methods(context)]
@@ -123,8 +122,9 @@ class RouteBuilder:
             self.threaded.extend(f"{key} ({dependency})" for key in keys)
         for unmanaged in self.providers.unmanaged_sessions(endpoint, dependant):
             self.unmanaged.extend(f"{key} ({unmanaged})" for key in keys)
+        served = endpoint
         if kinds or not inspect.iscoroutinefunction(endpoint):
-            endpoint = bind_sessions(endpoint, kinds, where)
+            served = bind_sessions(endpoint, kinds, where)
         provider = (
             AliasedOverrides(self.app, self.providers.aliases)
             if self.providers.uses_alias(dependant)
@@ -139,9 +139,9 @@ class RouteBuilder:
             map_database_errors=self.map_database_errors,
         )
         route = rebuild(
-            context, endpoint, dependency_overrides_provider=provider, responses=responses
+            context, served, dependency_overrides_provider=provider, responses=responses
         )
-        return [Implementation(key, route, where, own) for key in keys]
+        return [Implementation(key, route, where, endpoint) for key in keys]
 
     def tagged(self, implementation: Implementation, impl: Impl) -> ASGIApp:
         return tag_with_impl(
